@@ -1,0 +1,41 @@
+"""Where the study keeps things: the repository root, data, checkpoints, figures, runs.
+
+Every location can be moved with an environment variable, so a user can point the study at
+a big disk (``INVERSION_DATA``) or at a folder of already-downloaded files.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The study's root folder (the one holding ``notebooks/`` and ``pyproject.toml``).
+
+    ``INVERSION_ROOT`` wins; otherwise the first parent of the working directory that holds
+    both, and finally the checkout this package was installed from (editable install).
+    """
+    env = os.environ.get("INVERSION_ROOT")
+    if env:
+        return Path(env).resolve()
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def data_dir() -> Path:
+    """Downloaded and generated data, checkpoints and notebook runs (never committed)."""
+    return Path(os.environ.get("INVERSION_DATA", repo_root() / "data")).resolve()
+
+
+def checkpoint_dir(profile: str) -> Path:
+    return data_dir() / "checkpoints" / profile
+
+
+def figures_dir(profile: str) -> Path:
+    return repo_root() / "figures" / profile
+
+
+def runs_dir(profile: str) -> Path:
+    return data_dir() / "runs" / profile
