@@ -5,6 +5,7 @@ the model's own input normalization, so inversion code never handles normalizati
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -64,7 +65,7 @@ def resnet(channels=(16, 32, 64), blocks=(2, 2, 2), num_classes: int = 10) -> nn
             layers.append(BasicBlock(width, out, stride=stride, downsample=down))
             width = out
         stages.append((f"layer{i + 1}", nn.Sequential(*layers)))
-    return nn.Sequential(dict([
+    return nn.Sequential(OrderedDict([
         ("stem", nn.Sequential(nn.Conv2d(3, channels[0], 3, 1, 1, bias=False),
                                nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))),
         *stages,
@@ -81,7 +82,7 @@ def vgg(channels=(32, 64, 128), num_classes: int = 10) -> nn.Sequential:
             nn.Conv2d(out, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
             nn.MaxPool2d(2))))
         width = out
-    return nn.Sequential(dict([
+    return nn.Sequential(OrderedDict([
         *stages,
         ("head", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))),
     ]))
