@@ -73,7 +73,7 @@ def resnet(channels=(16, 32, 64), blocks=(2, 2, 2), num_classes: int = 10) -> nn
     ]))
 
 
-def vgg(channels=(32, 64, 128), num_classes: int = 10) -> nn.Sequential:
+def vgg(channels=(16, 32, 64), num_classes: int = 10) -> nn.Sequential:
     """A small VGG-style CNN (two conv-BN-ReLU per stage, max-pool): a different family from ResNet."""
     stages, width = [], 3
     for i, out in enumerate(channels):
@@ -95,7 +95,7 @@ def vit(img_size: int = 32, patch_size: int = 4, embed_dim: int = 96, depth: int
                              depth=depth, num_heads=num_heads, mlp_ratio=2.0, num_classes=num_classes)
 
 
-def mlp_mixer(img_size: int = 32, patch_size: int = 4, embed_dim: int = 128, num_blocks: int = 4,
+def mlp_mixer(img_size: int = 32, patch_size: int = 4, embed_dim: int = 96, num_blocks: int = 4,
               num_classes: int = 10) -> MlpMixer:
     """A small MLP-Mixer (timm ``MlpMixer``): no convolutions and no attention."""
     return MlpMixer(num_classes=num_classes, img_size=img_size, patch_size=patch_size,

@@ -1,0 +1,23 @@
+# The study's entry points. `make study` regenerates figures/mini; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup study smoke paper test clean-runs
+
+setup:
+	@bash scripts/setup.sh
+
+study: setup        ## the whole study in the mini profile (trains the zoo once, then cached)
+	$(PY) -m inversion.reproduce --profile mini
+
+smoke: setup        ## every notebook in seconds (the same batch the tests run)
+	$(PY) -m inversion.reproduce --profile smoke
+
+paper: setup        ## the papers' scale: needs a GPU, ImageNet weights and images
+	$(PY) -m inversion.reproduce --profile paper
+
+test: setup         ## unit tests + the smoke profile of every notebook
+	$(PY) -m pytest
+
+clean-runs:
+	rm -rf data/runs figures/smoke

@@ -1,0 +1,147 @@
+"""Inverse blocks g_k whose architecture follows the forward block's input and output shapes.
+
+g_k maps h_k back to h_{k-1}. For convolutional activations (C, H, W) it is a small residual
+conv net that upsamples (nearest + conv) by the factor the forward block downsampled; for
+token activations (L, D) of a ViT it is a residual MLP over tokens, and the patch embedding is
+inverted by a linear map from each token to its patch's pixels. No normalization layers: the
+inverse is trained on synthesized inputs and applied to real ones, so batch statistics from
+the training distribution must not be baked in. ``InverseChain`` composes G_k = g_1 o ... o g_k.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Shape = tuple[int, ...]
+
+
+class ResidualConv(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+class ConvInverse(nn.Module):
+    """(C_out, H_out, W_out) -> (C_in, H_in, W_in).
+
+    conv in -> residual blocks (at the low resolution, where they are cheap) -> per factor 2 of
+    upsampling: nearest x2 + conv -> conv out. Linear output (no squashing).
+    """
+
+    def __init__(self, in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1):
+        super().__init__()
+        c_in, h_in, w_in = in_shape
+        c_out, h_out, w_out = out_shape
+        if h_in % h_out or w_in % w_out or h_in // h_out != w_in // w_out:
+            raise ValueError(f"cannot invert {out_shape} -> {in_shape}: not an integer upsampling")
+        self.scale = h_in // h_out
+        if self.scale & (self.scale - 1):
+            raise ValueError(f"upsampling factor {self.scale} is not a power of two")
+        width = width or max(c_in, c_out, 16)
+        self.head = nn.Conv2d(c_out, width, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualConv(width) for _ in range(depth)])
+        ups, channels = [], width
+        for _ in range(self.scale.bit_length() - 1):
+            narrower = max(c_in, 16, channels // 2)
+            ups += [nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv2d(channels, narrower, 3, padding=1)]
+            channels = narrower
+        self.up = nn.Sequential(*ups)
+        self.tail = nn.Conv2d(channels, c_in, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.tail(F.leaky_relu(self.up(self.body(self.head(h))), 0.2))
+
+
+class TokenInverse(nn.Module):
+    """(L, D_out) -> (L, D_in) for ViT blocks: residual token MLPs plus a token-mixing MLP."""
+
+    def __init__(self, in_shape: Shape, out_shape: Shape, depth: int = 2):
+        super().__init__()
+        (l_in, d_in), (l_out, d_out) = in_shape, out_shape
+        if l_in != l_out:
+            raise ValueError(f"token counts differ: {l_out} -> {l_in}")
+        self.proj_in = nn.Linear(d_out, d_in)
+        self.layers = nn.ModuleList()
+        for _ in range(depth):
+            self.layers.append(nn.ModuleDict({
+                "norm1": nn.LayerNorm(d_in), "tokens": nn.Linear(l_in, l_in),
+                "norm2": nn.LayerNorm(d_in), "channels": nn.Sequential(
+                    nn.Linear(d_in, 2 * d_in), nn.GELU(), nn.Linear(2 * d_in, d_in))}))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.proj_in(h)
+        for layer in self.layers:
+            x = x + layer["tokens"](layer["norm1"](x).transpose(1, 2)).transpose(1, 2)
+            x = x + layer["channels"](layer["norm2"](x))
+        return x
+
+
+class PatchInverse(nn.Module):
+    """(L, D) tokens -> (C, H, W) image: drop prefix tokens, residual token MLP, linear to patch pixels, fold."""
+
+    def __init__(self, in_shape: Shape, out_shape: Shape):
+        super().__init__()
+        c, hgt, wid = in_shape
+        length, dim = out_shape
+        patches = None
+        for p in range(1, hgt + 1):
+            if hgt % p == 0 and wid % p == 0 and (hgt // p) * (wid // p) in (length, length - 1):
+                patches = p
+        if patches is None:
+            raise ValueError(f"cannot match {length} tokens to a patch grid of a {in_shape} image")
+        self.patch, self.grid = patches, (hgt // patches, wid // patches)
+        self.prefix = length - self.grid[0] * self.grid[1]
+        self.mix = TokenInverse((length - self.prefix, dim), (length - self.prefix, dim), depth=1)
+        self.to_pixels = nn.Linear(dim, c * patches * patches)
+        self.channels = c
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.to_pixels(self.mix(h[:, self.prefix:]))            # (B, L, C p p)
+        x = x.transpose(1, 2)                                        # (B, C p p, L)
+        size = (self.grid[0] * self.patch, self.grid[1] * self.patch)
+        return F.fold(x, size, kernel_size=self.patch, stride=self.patch)
+
+
+def inverse_block(in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1) -> nn.Module:
+    """An inverse g for a forward block mapping ``in_shape`` -> ``out_shape`` (no batch dimension)."""
+    if len(in_shape) == 3 and len(out_shape) == 3:
+        return ConvInverse(in_shape, out_shape, width, depth)
+    if len(in_shape) == 2 and len(out_shape) == 2:
+        return TokenInverse(in_shape, out_shape, depth=max(depth, 1))
+    if len(in_shape) == 3 and len(out_shape) == 2:
+        return PatchInverse(in_shape, out_shape)
+    raise ValueError(f"no inverse block for {out_shape} -> {in_shape}")
+
+
+class InverseChain(nn.Module):
+    """g_1..g_K; ``forward(h, depth=k)`` is G_k(h_k) = g_1(g_2(...g_k(h_k)))."""
+
+    def __init__(self, shapes: Sequence[Shape], width_mult: float = 1.0, depth: int = 1):
+        super().__init__()
+        self.shapes = [tuple(s) for s in shapes]
+        self.inverses = nn.ModuleList()
+        for k in range(1, len(shapes)):
+            width = None
+            if len(shapes[k]) == 3:
+                width = max(16, int(round(width_mult * max(shapes[k - 1][0], shapes[k][0]))))
+            self.inverses.append(inverse_block(self.shapes[k - 1], self.shapes[k], width, depth))
+
+    def __len__(self) -> int:
+        return len(self.inverses)
+
+    def forward(self, h: torch.Tensor, depth: int | None = None, stop: int = 0) -> torch.Tensor:
+        """Invert from h_depth down to h_stop (default: the image h_0)."""
+        depth = len(self.inverses) if depth is None else depth
+        if tuple(h.shape[1:]) != self.shapes[depth]:
+            raise ValueError(f"h_{depth} should have shape {self.shapes[depth]}, got {tuple(h.shape[1:])}")
+        for k in range(depth, stop, -1):
+            h = self.inverses[k - 1](h)
+        return h

@@ -1,0 +1,167 @@
+"""Feedforward inversion (inversion.feedforward): conditional BN, projection D, frozen classifier,
+resume from checkpoint, factor probe. Tiny models, CPU, fixed seeds."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from inversion.data import fashion_scenes
+from inversion.feedforward.baselines import DecoderConfig, PixelDecoder, invert_by_optimization, train_decoder
+from inversion.feedforward.blocks import ConditionalBatchNorm2d
+from inversion.feedforward.discriminator import DiscriminatorConfig, ProjectionDiscriminator
+from inversion.feedforward.generator import GeneratorConfig, LogitConditionedGenerator
+from inversion.feedforward.losses import hinge_d_loss, hinge_g_loss
+from inversion.feedforward.probe import (ProbeConfig, chance_errors, factor_errors, same_class_partner,
+                                         train_probe)
+from inversion.feedforward.train import FeedforwardConfig, assert_frozen, train_inverse
+from inversion.models import Classifier
+from inversion.models.zoo import SCENES
+
+TINY_G = GeneratorConfig(logit_dim=10, z_dim=8, widths=(16, 8, 8), bottom=8, embed_dim=8)
+TINY_D = DiscriminatorConfig(logit_dim=10, widths=(8, 16), downsample=(True, True))
+
+
+def tiny_classifier(seed: int = 0) -> Classifier:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                        nn.Flatten(), nn.Linear(32, 10))
+    model = Classifier(net, SCENES, "tiny").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return fashion_scenes.load("test", n=1200)
+
+
+def test_conditional_batchnorm_depends_on_logits_and_is_deterministic():
+    torch.manual_seed(0)
+    g = LogitConditionedGenerator(TINY_G).eval()
+    with torch.no_grad():  # make BN running stats non-trivial, then compare in eval mode
+        g.train()(torch.randn(16, 10), torch.randn(16, 8))
+        g.eval()
+    z = torch.randn(4, 8)
+    y1, y2 = torch.randn(4, 10), torch.randn(4, 10)
+    with torch.no_grad():
+        a, b, a2 = g(y1, z), g(y2, z), g(y1.clone(), z.clone())
+    assert a.shape == (4, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, a2), "same logits and noise must give the same image"
+    assert (a - b).abs().amax(dim=(1, 2, 3)).min() > 1e-4, "different logits must give different images"
+
+
+def test_conditional_batchnorm_gain_and_bias_come_from_the_condition():
+    cbn = ConditionalBatchNorm2d(4, cond_dim=3, sn=False).eval()
+    nn.init.ones_(cbn.gain.weight), nn.init.ones_(cbn.bias.weight)
+    x = torch.randn(2, 4, 5, 5)
+    out0 = cbn(x, torch.zeros(2, 3))
+    out1 = cbn(x, torch.ones(2, 3))  # gain 1 + 3 = 4, bias 3
+    assert torch.allclose(out1, 4 * out0 + 3, atol=1e-5)
+    with pytest.raises(ValueError):
+        cbn(x, torch.zeros(2, 2))
+
+
+def test_unconditional_generator_and_discriminator():
+    g = LogitConditionedGenerator(GeneratorConfig(logit_dim=0, z_dim=8, widths=(16, 8, 8), bottom=8)).eval()
+    d = ProjectionDiscriminator(DiscriminatorConfig(logit_dim=None, widths=(8, 16), downsample=(True, True)))
+    x = g(None, torch.randn(3, 8))
+    assert x.shape == (3, 3, 32, 32)
+    assert d(x).shape == (3,) and d.embed is None
+
+
+def test_projection_discriminator_shape_and_use_of_logits():
+    torch.manual_seed(0)
+    d = ProjectionDiscriminator(TINY_D).eval()
+    x = torch.rand(5, 3, 32, 32)
+    y = torch.randn(5, 10)
+    s = d(x, y)
+    assert s.shape == (5,)
+    # the projection term is exactly <V y, phi(x)>: the score minus the unconditional part
+    with torch.no_grad():
+        phi = d.features(x)
+        uncond = d.linear(phi).squeeze(1)
+        proj = (d.embed((y - d.logit_mean) / d.logit_std) * phi).sum(1)
+    assert torch.allclose(s, uncond + proj, atol=1e-5)
+    assert not torch.allclose(d(x, y), d(x, -y)), "the score must depend on the logits"
+    with pytest.raises(ValueError):
+        d(x)
+
+
+def test_hinge_losses():
+    assert hinge_d_loss(torch.tensor([2.0]), torch.tensor([-2.0])).item() == 0.0
+    assert hinge_d_loss(torch.tensor([0.0]), torch.tensor([0.0])).item() == 2.0
+    assert hinge_g_loss(torch.tensor([1.0, 3.0])).item() == -2.0
+
+
+def test_classifier_stays_frozen(scenes):
+    clf = tiny_classifier()
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
+    cfg = FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=3, batch_size=8, n_train=64,
+                            logit_weight=1.0, pixel_weight=1.0)
+    train_inverse(clf, scenes.images, cfg)
+    assert all(torch.equal(before[k], v) for k, v in clf.state_dict().items())
+    assert not clf.training
+    trainable = tiny_classifier()
+    next(trainable.parameters()).requires_grad_(True)
+    with pytest.raises(AssertionError):
+        train_inverse(trainable, scenes.images, cfg)
+    with pytest.raises(AssertionError):
+        assert_frozen(tiny_classifier().train())
+
+
+def test_resume_from_checkpoint_gives_the_same_state(scenes, tmp_path):
+    clf = tiny_classifier()
+    cfg = FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=6, batch_size=8, n_train=64,
+                            checkpoint_every=2)
+    straight = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "a.pt")
+    interrupted = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "b.pt", stop_after=4)
+    assert interrupted.log["steps_done"] == 4
+    resumed = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "b.pt")
+    assert resumed.log["steps_done"] == 6
+    for a, b in [(straight.generator, resumed.generator), (straight.discriminator, resumed.discriminator)]:
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert straight.log["d_loss"] == resumed.log["d_loss"]
+    # a complete checkpoint is loaded, not retrained
+    again = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "a.pt")
+    assert again.log["d_loss"] == straight.log["d_loss"]
+    with pytest.raises(ValueError):
+        train_inverse(clf, scenes.images, FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=7),
+                      checkpoint=tmp_path / "a.pt")
+
+
+def test_pixel_decoder_and_optimization_baseline():
+    clf = tiny_classifier()
+    images = fashion_scenes.load("test", n=1200).images
+    dec, log = train_decoder(clf, images, DecoderConfig(steps=30, batch_size=16, n_train=200))
+    assert dec(torch.randn(2, 10)).shape == (2, 3, 32, 32)
+    assert sum(log["loss"][-5:]) < sum(log["loss"][:5])
+    assert PixelDecoder(DecoderConfig(image_size=64))(torch.randn(1, 10)).shape == (1, 3, 64, 64)
+    target = clf(images[:4].float() / 255)
+    start_err = ((clf(torch.full((4, 3, 32, 32), 0.5)) - target) ** 2).sum()
+    x, sec = invert_by_optimization(clf, target, steps=40, lr=0.1)
+    assert x.shape == (4, 3, 32, 32) and sec > 0
+    assert ((clf(x) - target) ** 2).sum() < 0.5 * start_err
+
+
+def test_chance_partner_is_another_image_of_the_same_class(scenes):
+    partner = same_class_partner(scenes.labels, seed=0)
+    assert torch.equal(scenes.labels[partner], scenes.labels)
+    assert (partner != torch.arange(len(partner))).all()
+    err = chance_errors(scenes)
+    assert err["background"].mean() > 0.3  # two random RGB colours are far apart on average
+
+
+def test_factor_probe_reads_factors_of_real_images(scenes):
+    train = fashion_scenes.load("train", n=4000)
+    probe, _ = train_probe(train, ProbeConfig(widths=(8, 16, 32), steps=250, batch_size=64))
+    held_out = scenes.subset(slice(0, 500))
+    errors = {k: v.mean().item() for k, v in factor_errors(probe.read(held_out.images), held_out.factors()).items()}
+    chance = {k: v.mean().item() for k, v in chance_errors(held_out).items()}
+    # the probe reads every factor of unseen real images far better than chance
+    assert errors["background"] < 0.4 * chance["background"], (errors, chance)
+    assert errors["foreground"] < 0.6 * chance["foreground"], (errors, chance)
+    assert errors["center"] < 0.6 * chance["center"], (errors, chance)
+    assert errors["scale"] < 0.8 * chance["scale"], (errors, chance)
