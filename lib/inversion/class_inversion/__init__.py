@@ -1,0 +1,24 @@
+"""Class inversion: Plug-In Inversion, DeepDream, DeepInversion and feature visualization.
+
+One loop (:func:`optimize`) serves every method; a method is a config (objective terms, random
+transforms, zoom schedule). Reproduces Ghiasi et al., "Plug-In Inversion" (ICML 2022), with the
+DeepDream and DeepInversion (Yin et al., CVPR 2020) baselines.
+
+    from inversion.class_inversion import pii, PIIConfig, deep_inversion
+    result = pii(model, range(10), PIIConfig(steps_per_stage=30, copies=8), seed=0)
+    images = deep_inversion(model, range(10), steps=200, seed=0)   # (10, 3, 32, 32) in [0, 1]
+"""
+from .augmentations import ColorShift, Compose, Ensemble, Flip, Jitter, default_jitter, grow, resize, zoom_stages
+from .loop import InversionResult, Stage, optimize
+from .methods import (METHODS, DeepDreamConfig, DeepInversionConfig, PIIConfig, deep_dream, deep_inversion,
+                      invert, pii, with_overrides)
+from .objectives import (BatchNormStatistics, ClassCrossEntropy, L2Prior, Step, Term, TotalVariation,
+                         UnitActivation)
+
+__all__ = [
+    "ColorShift", "Compose", "Ensemble", "Flip", "Jitter", "default_jitter", "grow", "resize", "zoom_stages",
+    "InversionResult", "Stage", "optimize",
+    "METHODS", "DeepDreamConfig", "DeepInversionConfig", "PIIConfig", "deep_dream", "deep_inversion",
+    "invert", "pii", "with_overrides",
+    "BatchNormStatistics", "ClassCrossEntropy", "L2Prior", "Step", "Term", "TotalVariation", "UnitActivation",
+]
