@@ -156,12 +156,14 @@ def test_chance_partner_is_another_image_of_the_same_class(scenes):
 
 def test_factor_probe_reads_factors_of_real_images(scenes):
     train = fashion_scenes.load("train", n=4000)
-    probe, _ = train_probe(train, ProbeConfig(widths=(8, 16, 32), steps=250, batch_size=64))
+    probe, _ = train_probe(train, ProbeConfig(width=8, depth=2, steps=100, batch_size=64))
     held_out = scenes.subset(slice(0, 500))
     errors = {k: v.mean().item() for k, v in factor_errors(probe.read(held_out.images), held_out.factors()).items()}
     chance = {k: v.mean().item() for k, v in chance_errors(held_out).items()}
-    # the probe reads every factor of unseen real images far better than chance
-    assert errors["background"] < 0.4 * chance["background"], (errors, chance)
-    assert errors["foreground"] < 0.6 * chance["foreground"], (errors, chance)
-    assert errors["center"] < 0.6 * chance["center"], (errors, chance)
-    assert errors["scale"] < 0.8 * chance["scale"], (errors, chance)
+    # the probe reads every factor of unseen real images far better than chance (centre: ~1 px)
+    assert errors["background"] < 0.1 * chance["background"], (errors, chance)
+    assert errors["foreground"] < 0.3 * chance["foreground"], (errors, chance)
+    assert errors["center"] < 0.3 * chance["center"] and errors["center"] < 1.2, (errors, chance)
+    assert errors["scale"] < 0.35 * chance["scale"], (errors, chance)
+    with pytest.raises(ValueError):
+        probe.read(torch.rand(2, 3, 16, 16))
