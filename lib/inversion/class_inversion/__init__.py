@@ -9,6 +9,8 @@ DeepDream and DeepInversion (Yin et al., CVPR 2020) baselines.
     images = deep_inversion(model, range(10), steps=200, seed=0)   # (10, 3, 32, 32) in [0, 1]
 """
 from .augmentations import ColorShift, Compose, Ensemble, Flip, Jitter, default_jitter, grow, resize, zoom_stages
+from .evaluate import cross_model_matrix, inception_style_score, judge, mean_over_other_judges, topk_accuracy
+from .feature_vis import unit_activations, visualize_units, vit_ffn_layer
 from .loop import InversionResult, Stage, optimize
 from .methods import (METHODS, DeepDreamConfig, DeepInversionConfig, PIIConfig, deep_dream, deep_inversion,
                       invert, pii, with_overrides)
@@ -17,6 +19,8 @@ from .objectives import (BatchNormStatistics, ClassCrossEntropy, L2Prior, Step, 
 
 __all__ = [
     "ColorShift", "Compose", "Ensemble", "Flip", "Jitter", "default_jitter", "grow", "resize", "zoom_stages",
+    "cross_model_matrix", "inception_style_score", "judge", "mean_over_other_judges", "topk_accuracy",
+    "unit_activations", "visualize_units", "vit_ffn_layer",
     "InversionResult", "Stage", "optimize",
     "METHODS", "DeepDreamConfig", "DeepInversionConfig", "PIIConfig", "deep_dream", "deep_inversion",
     "invert", "pii", "with_overrides",

@@ -106,10 +106,13 @@ class BatchNormStatistics(Term):
                              f"{getattr(model, 'name', type(model).__name__)!r} has none "
                              "(use PII or DeepDream for this model)")
         self.detach()
+        self._first = layers[0]
         for layer in layers:
             self._hooks.append(layer.register_forward_pre_hook(self._record))
 
     def _record(self, module: _BatchNorm, inputs) -> None:
+        if module is self._first:  # a new forward pass: keep only its statistics
+            self._stats = []
         x = inputs[0]
         dims = [0] + list(range(2, x.dim()))
         self._stats.append((x.mean(dims), x.var(dims, unbiased=False), module.running_mean, module.running_var))
