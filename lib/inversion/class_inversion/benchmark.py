@@ -1,0 +1,75 @@
+"""Side-by-side timings of the inversion loop (issue 3's performance targets), measured in one run.
+
+* :func:`step_overhead` - seconds per PII step divided by seconds per bare forward+backward of the
+  same model on the same batch (targets x copies images, gradient with respect to the input).
+* :func:`batching_speedup` - N targets inverted in one batch versus N one-target runs: seconds per
+  inverted image of each, and their ratio.
+
+These are measurements to report, not assertions: timings depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .loop import input_size, model_device
+from .methods import Config, invert
+
+
+def bare_step_seconds(model: nn.Module, batch: int, repeats: int = 10, seed: int = 0) -> float:
+    """Median seconds of forward + cross-entropy + backward to the input for a batch of ``batch`` images."""
+    device, size = model_device(model), input_size(model)
+    g = torch.Generator(device=device).manual_seed(seed)
+    x = torch.rand(batch, 3, size, size, generator=g, device=device).requires_grad_(True)
+    classes = getattr(getattr(model, "config", None), "num_classes", 10)
+    targets = torch.arange(batch, device=device) % classes
+    times = []
+    for i in range(repeats + 2):
+        start = time.perf_counter()
+        F.cross_entropy(model(x), targets).backward()
+        _sync(device)
+        if i >= 2:  # two warm-up passes
+            times.append(time.perf_counter() - start)
+        x.grad = None
+    return statistics.median(times)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_overhead(model: nn.Module, config: Config, n_targets: int = 10, repeats: int = 3,
+                  seed: int = 0) -> dict:
+    """PII step time / bare forward+backward time on the same batch (targets x copies images).
+
+    The step time is the median over ``repeats`` full runs of ``config`` (all its stages and
+    transforms, the optimizer, clamping, the loss history) divided by its number of steps; the
+    bare time is the median of forward+backward passes interleaved with those runs.
+    """
+    copies = getattr(config, "copies", 1)
+    targets = torch.arange(n_targets) % getattr(getattr(model, "config", None), "num_classes", 10)
+    invert(model, targets, config, seed=seed, progress=False)  # warm-up
+    step, bare = [], []
+    for r in range(repeats):
+        bare.append(bare_step_seconds(model, n_targets * copies, repeats=max(3, config.total_steps // 4), seed=seed + r))
+        result = invert(model, targets, config, seed=seed + r, progress=False)
+        step.append(result.seconds / result.steps)
+    step_s, bare_s = statistics.median(step), statistics.median(bare)
+    return {"batch": n_targets * copies, "step_seconds": step_s, "bare_forward_backward_seconds": bare_s,
+            "ratio": step_s / bare_s}
+
+
+def batching_speedup(model: nn.Module, config: Config, n_targets: int = 10, seed: int = 0) -> dict:
+    """Seconds per image of one run over ``n_targets`` targets versus ``n_targets`` one-target runs."""
+    targets = torch.arange(n_targets) % getattr(getattr(model, "config", None), "num_classes", 10)
+    invert(model, targets[:1], config, seed=seed, progress=False)  # warm-up
+    batched = invert(model, targets, config, seed=seed, progress=False).seconds
+    single = sum(invert(model, targets[i:i + 1], config, seed=seed + i, progress=False).seconds
+                 for i in range(n_targets))
+    return {"targets": n_targets, "batched_seconds_per_image": batched / n_targets,
+            "one_target_runs_seconds_per_image": single / n_targets, "speedup": single / batched}
