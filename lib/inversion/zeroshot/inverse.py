@@ -1,7 +1,9 @@
 """Inverse blocks g_k whose architecture follows the forward block's input and output shapes.
 
 g_k maps h_k back to h_{k-1}. For convolutional activations (C, H, W) it is a small residual
-conv net that upsamples (nearest + conv) by the factor the forward block downsampled; for
+conv net that upsamples (nearest + conv) by the factor the forward block downsampled (or
+downsamples, stride-2 convs, where a generator block upsampled); for a vector input (a GAN's
+latent z) it is an MLP on the flattened feature map; for
 token activations (L, D) of a ViT it is a residual MLP over tokens, and the patch embedding is
 inverted by a linear map from each token to its patch's pixels. No normalization layers: the
 inverse is trained on synthesized inputs and applied to real ones, so batch statistics from
@@ -29,45 +31,76 @@ class ResidualConv(nn.Module):
 
 
 class ConvInverse(nn.Module):
-    """(C_out, H_out, W_out) -> (C_in, H_in, W_in).
+    """(C_out, H_out, W_out) -> (C_in, H_in, W_in), resolution changed by a power of two.
 
-    conv in -> residual blocks (at the low resolution, where they are cheap) -> per factor 2 of
-    upsampling: nearest x2 + conv -> conv out. Linear output (no squashing).
+    Where the forward block downsampled (a classifier stage): conv in -> residual blocks at the low
+    resolution (where they are cheap) -> per factor 2: nearest x2 + conv -> conv out. Where it
+    upsampled (a generator block): conv in -> per factor 2: stride-2 conv -> residual blocks -> conv
+    out. Linear output (no squashing).
     """
 
     def __init__(self, in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1):
         super().__init__()
         c_in, h_in, w_in = in_shape
         c_out, h_out, w_out = out_shape
-        if h_in % h_out or w_in % w_out or h_in // h_out != w_in // w_out:
-            raise ValueError(f"cannot invert {out_shape} -> {in_shape}: not an integer upsampling")
-        self.scale = h_in // h_out
-        if self.scale & (self.scale - 1):
-            raise ValueError(f"upsampling factor {self.scale} is not a power of two")
+        up = h_in >= h_out
+        big, small = (h_in, h_out) if up else (h_out, h_in)
+        big_w, small_w = (w_in, w_out) if up else (w_out, w_in)
+        if big % small or big_w % small_w or big // small != big_w // small_w:
+            raise ValueError(f"cannot invert {out_shape} -> {in_shape}: not an integer resampling")
+        factor = big // small
+        if factor & (factor - 1):
+            raise ValueError(f"resampling factor {factor} is not a power of two")
+        self.scale = factor if up else 1 / factor
         width = width or max(c_in, c_out, 16)
         self.head = nn.Conv2d(c_out, width, 3, padding=1)
         self.body = nn.Sequential(*[ResidualConv(width) for _ in range(depth)])
-        ups, channels = [], width
-        for _ in range(self.scale.bit_length() - 1):
-            narrower = max(c_in, 16, channels // 2)
-            ups += [nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2, mode="nearest"),
-                    nn.Conv2d(channels, narrower, 3, padding=1)]
-            channels = narrower
-        self.up = nn.Sequential(*ups)
+        steps, channels = [], width
+        for _ in range(factor.bit_length() - 1):
+            if up:
+                narrower = max(c_in, 16, channels // 2)
+                steps += [nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2, mode="nearest"),
+                          nn.Conv2d(channels, narrower, 3, padding=1)]
+                channels = narrower
+            else:
+                steps += [nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 4, stride=2, padding=1)]
+        self.resample = nn.Sequential(*steps)
+        self.up = up
         self.tail = nn.Conv2d(channels, c_in, 3, padding=1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.tail(F.leaky_relu(self.up(self.body(self.head(h))), 0.2))
+        x = self.head(h)
+        x = self.resample(self.body(x)) if self.up else self.body(self.resample(x))
+        return self.tail(F.leaky_relu(x, 0.2))
+
+
+class VectorInverse(nn.Module):
+    """(C, H, W) -> (D,): the inverse of a fully connected block that produced a feature map
+    (e.g. a generator's z -> 4x4 projection): flatten, two-layer MLP."""
+
+    def __init__(self, in_shape: Shape, out_shape: Shape, width: int | None = None):
+        super().__init__()
+        (d,), numel = in_shape, int(torch.tensor(out_shape).prod())
+        width = width or max(4 * d, 256)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(numel, width), nn.LeakyReLU(0.2), nn.Linear(width, d))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
 
 
 class TokenInverse(nn.Module):
-    """(L, D_out) -> (L, D_in) for ViT blocks: residual token MLPs plus a token-mixing MLP."""
+    """(L_out, D_out) -> (L_in, D_in) for ViT blocks: residual token MLPs plus a token-mixing MLP.
+
+    Where the forward step prepended tokens (a class token added with the position embedding),
+    the inverse drops them (L_out - L_in leading tokens).
+    """
 
     def __init__(self, in_shape: Shape, out_shape: Shape, depth: int = 2):
         super().__init__()
         (l_in, d_in), (l_out, d_out) = in_shape, out_shape
-        if l_in != l_out:
-            raise ValueError(f"token counts differ: {l_out} -> {l_in}")
+        if l_out < l_in:
+            raise ValueError(f"cannot invert {l_out} tokens back to {l_in}")
+        self.prefix = l_out - l_in
         self.proj_in = nn.Linear(d_out, d_in)
         self.layers = nn.ModuleList()
         for _ in range(depth):
@@ -77,7 +110,7 @@ class TokenInverse(nn.Module):
                     nn.Linear(d_in, 2 * d_in), nn.GELU(), nn.Linear(2 * d_in, d_in))}))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.proj_in(h)
+        x = self.proj_in(h[:, self.prefix:])
         for layer in self.layers:
             x = x + layer["tokens"](layer["norm1"](x).transpose(1, 2)).transpose(1, 2)
             x = x + layer["channels"](layer["norm2"](x))
@@ -118,6 +151,8 @@ def inverse_block(in_shape: Shape, out_shape: Shape, width: int | None = None, d
         return TokenInverse(in_shape, out_shape, depth=max(depth, 1))
     if len(in_shape) == 3 and len(out_shape) == 2:
         return PatchInverse(in_shape, out_shape)
+    if len(in_shape) == 1 and len(out_shape) in (1, 3):
+        return VectorInverse(in_shape, out_shape)
     raise ValueError(f"no inverse block for {out_shape} -> {in_shape}")
 
 

@@ -42,7 +42,7 @@ class ImageSource:
         raise NotImplementedError
 
 
-def _random_colour(n: int, g: torch.Generator, low: float = 0.2, high: float = 0.8) -> torch.Tensor:
+def _random_colour(n: int, g: torch.Generator, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
     return (low + (high - low) * torch.rand(n, 3, 1, 1, generator=g))
 
 
@@ -52,7 +52,7 @@ def _standardize(x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian(n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    sigma = 0.1 + 0.2 * torch.rand(n, 1, 1, 1, generator=g)
+    sigma = 0.05 + 0.35 * torch.rand(n, 1, 1, 1, generator=g)
     return (_random_colour(n, g) + sigma * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
 
 
@@ -72,7 +72,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 def lowpass(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     sigma = 0.5 + 3.5 * torch.rand(n, generator=g)
     x = _standardize(_blur(torch.randn(n, 3, size, size, generator=g), sigma))
-    contrast = 0.1 + 0.2 * torch.rand(n, 1, 1, 1, generator=g)
+    contrast = 0.1 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
     return (_random_colour(n, g) + contrast * x).clamp(0, 1)
 
 
@@ -86,7 +86,7 @@ def pink(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     x = _standardize(torch.fft.ifft2(amplitude[:, None] * torch.exp(1j * phase)).real)
     mixing = torch.eye(3) + 0.6 * torch.randn(n, 3, 3, generator=g)  # correlated colour channels
     x = _standardize(torch.einsum("nij,njhw->nihw", mixing, x))
-    contrast = 0.1 + 0.2 * torch.rand(n, 1, 1, 1, generator=g)
+    contrast = 0.1 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
     return (_random_colour(n, g) + contrast * x).clamp(0, 1)
 
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..paths import checkpoint_dir
 from .inverse import InverseChain
 from .losses import ZeroShotObjective, relative_mse, zero_shot_loss
+from .gan import Generator, LatentPrior, generator_chain
 from .split import BlockChain, split
 from .synthetic import ImageSource, RealImages, assert_synthetic, make_source
 
@@ -154,13 +155,15 @@ def fit_inverse(model: nn.Module, cuts: Sequence[str], config: InverseConfig, pr
                 cache: bool = True, progress: bool = True) -> tuple[BlockChain, InverseChain, dict]:
     """Split ``model`` at ``cuts`` and train (or load from the cache) its inverse.
 
+    ``model`` is a classifier (split with :func:`~.split.split`) or a GAN :class:`~.gan.Generator`
+    (split with :func:`~.gan.generator_chain`, trained on ``config.data == "latent_prior"``: z ~ N(0, I)).
     ``real_images`` is accepted only for ``config.data == "real"`` (the upper-bound baseline).
     Returns the frozen chain, the inverse (eval mode) and a record (key, train seconds, log).
     """
     if (real_images is not None) != (config.data == "real"):
         raise ValueError('pass real_images exactly when config.data == "real" (the upper-bound baseline)')
-    chain = split(model, cuts).to(device)
-    name = getattr(model, "name", "") or type(model).__name__
+    chain = (generator_chain(model, cuts) if isinstance(model, Generator) else split(model, cuts)).to(device)
+    name = getattr(model, "name", "") or type(model).__name__.lower()
     key = config_key(model, cuts, config)
     folder = checkpoint_dir(profile) / "zeroshot"
     weights, meta = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
@@ -172,6 +175,8 @@ def fit_inverse(model: nn.Module, cuts: Sequence[str], config: InverseConfig, pr
     if source is None:
         if config.data == "real":
             source = RealImages(real_images)
+        elif config.data == "latent_prior":
+            source = LatentPrior(chain.shapes[0][0])
         else:
             source = make_source(config.data, chain.shapes[0][-1], model=model, seed=config.seed,
                                  device=device, pool_size=config.pool_size)
