@@ -12,7 +12,7 @@ the candidates the study compares (``KINDS``), all images in [0, 1]:
   of natural-image statistics);
 * ``mix`` - each image drawn from one of the noise kinds above;
 * ``deepinversion`` - images synthesized from the frozen classifier itself by DeepInversion
-  (``inversion.pii``), a fixed pool that is then flipped and shifted at random.
+  (``inversion.class_inversion``), a fixed pool that is then flipped and shifted at random.
 
 Every source carries ``is_real = False``; :class:`RealImages` (the upper-bound baseline only) has
 ``is_real = True``, and :func:`assert_synthetic` refuses it. Training entry points call it.
@@ -150,23 +150,22 @@ class PoolSource(ImageSource):
         return torch.roll(x, shifts=shifts, dims=(-2, -1))
 
 
-def deepinversion_pool(model, n: int, seed: int, device="cpu", config=None, batch: int = 64) -> PoolSource:
-    """DeepInversion images of the frozen classifier (``inversion.pii``), classes cycled 0..C-1.
+def deepinversion_pool(model, n: int, seed: int, device="cpu", steps: int = 200, batch: int = 64,
+                       progress: bool = False) -> PoolSource:
+    """DeepInversion images of the frozen classifier (``inversion.class_inversion.deep_inversion``,
+    Yin et al. 2020), classes cycled 0..C-1, ``steps`` Adam steps per batch of ``batch`` images.
 
     Uses only the model (its BatchNorm running statistics and its class scores): no real data.
     """
     try:
-        from .. import pii
-    except ImportError as error:
-        raise ImportError("DeepInversion-style synthesized data needs inversion.pii "
-                          "(helper A's PII/DeepInversion module), which is not installed") from error
-    config = config if config is not None else pii.DeepInversionConfig()
-    classes = model.config.num_classes if hasattr(model, "config") else 10
+        from ..class_inversion import deep_inversion
+    except ImportError as error:  # pragma: no cover - the module ships with the study
+        raise ImportError("DeepInversion-style synthesized data needs inversion.class_inversion") from error
+    classes = getattr(getattr(model, "config", None), "num_classes", 10)
     images = []
     for start in range(0, n, batch):
         targets = torch.arange(start, min(n, start + batch)) % classes
-        out = pii.invert(model, targets, config, seed=seed + start, device=device)
-        out = getattr(out, "images", out)
+        out = deep_inversion(model, targets, steps, seed=seed + start, device=device, progress=progress)
         images.append(out.detach().float().cpu().clamp(0, 1))
     return PoolSource(torch.cat(images), "deepinversion")
 
@@ -186,12 +185,12 @@ class RealImages(ImageSource):
 
 
 def make_source(kind: str, size: int = 32, model=None, seed: int = 0, device="cpu",
-                pool_size: int = 512, deepinversion_config=None) -> ImageSource:
+                pool_size: int = 512, deepinversion_steps: int = 200) -> ImageSource:
     """The synthesized-data source of a kind in :data:`KINDS` (never real data)."""
     if kind == "deepinversion":
         if model is None:
             raise ValueError("deepinversion data is synthesized from the model: pass model=")
-        return deepinversion_pool(model, pool_size, seed, device, deepinversion_config)
+        return deepinversion_pool(model, pool_size, seed, device, deepinversion_steps)
     if kind == "real":
         raise RealDataError("real images are not a synthesized-data kind; use RealImages for the baseline")
     return NoiseSource(kind, size)
