@@ -113,13 +113,22 @@ def test_recipe_rejects_unknown_objective():
         Recipe(objective="contrastive")
 
 
+def _smoke_test_set():
+    test = zoo.test_set("smoke")
+    return test.images, test.labels
+
+
 def test_smoke_zoo_checkpoint_cache():
     model = load("cnn", "smoke")
     meta = zoo.read_metadata("cnn", "smoke")
     weights, _ = zoo.checkpoint_files("cnn", "smoke")
     from inversion.models.cifar_resnet import sha256
     assert meta["sha256"] == sha256(weights)
-    assert meta["recipe"]["n_train"] == 2048 and 0.15 < meta["test_accuracy"] <= 1
+    # smoke models are plumbing only: 32 steps sit on the initial loss plateau (~chance accuracy);
+    # whether training learns is tested by test_training_lowers_loss
+    assert meta["recipe"]["n_train"] == 2048 and meta["train_steps"] == 32
+    assert 0 <= meta["test_accuracy"] <= 1 and meta["final_train_loss"] > 0
+    assert meta["test_accuracy"] == pytest.approx(training.accuracy(model, *_smoke_test_set()), abs=1e-6)
     assert "robust_accuracy" in meta
     again = load("cnn", "smoke")
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
