@@ -68,8 +68,16 @@ def test_summary_rows(tmp_path, monkeypatch):
     out.mkdir(parents=True)
     (out / "metrics.json").write_text(json.dumps({"headline": {"cnn acc": 0.912345}}))
     (out / "fig_a.png").write_bytes(b"")
-    records = {"00_model_zoo": {"status": "ok", "seconds": 12.0}}
+    records = {"00_model_zoo": {"status": "ok", "seconds": 12.0, "commit": "abc123", "dirty": True}}
     text = reproduce.write_summary("smoke", records).read_text()
-    assert "| 00_model_zoo | ok | 12 s | cnn acc: 0.912 | [fig_a](00_model_zoo/fig_a.png) |" in text
+    assert ("| 00_model_zoo | ok | 12 s | abc123 (modified) | cnn acc: 0.912 | [fig_a](00_model_zoo/fig_a.png) |"
+            in text)
     for other in set(NOTEBOOKS) - {"00_model_zoo"}:
         assert f"| {other} | not run |" in text
+
+
+def test_code_version_names_the_commit():
+    version = reproduce.code_version()
+    assert set(version) == {"commit", "dirty"}
+    if version["commit"] is not None:  # a git checkout (CI clones one)
+        assert len(version["commit"]) == 12 and isinstance(version["dirty"], bool)

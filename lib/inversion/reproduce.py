@@ -73,14 +73,32 @@ def ensure_kernel(name: str = KERNEL) -> str:
     return name
 
 
+def code_version() -> dict:
+    """The git commit the study runs from, and whether the code (lib/, notebooks/) differs from it.
+
+    Recorded in every run so that committed figures can be traced to the code that wrote them.
+    """
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "lib", "notebooks"))
+    except OSError:  # git not installed
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": dirty if commit else None}
+
+
 def run_notebook(name: str, path: Path, profile: str, log_dir: Path) -> dict:
-    """Execute one notebook; returns its run record (status, seconds, error)."""
+    """Execute one notebook; returns its run record (status, seconds, error, code version)."""
     import papermill
 
     log_dir.mkdir(parents=True, exist_ok=True)
     out = log_dir / f"{name}.ipynb"
     start = time.time()
-    record = {"notebook": name, "profile": profile}
+    record = {"notebook": name, "profile": profile, **code_version()}
     try:
         params = parameters(name, profile)
         with open(log_dir / f"{name}.log", "w") as log:
@@ -104,21 +122,22 @@ def write_summary(profile: str, records: dict[str, dict]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     lines = [f"# Study summary: `{profile}` profile", "",
              "Written by `python -m inversion.reproduce`; do not edit by hand.", "",
-             "| notebook | status | wall time | headline metrics | figures |",
-             "|---|---|---|---|---|"]
+             "| notebook | status | wall time | code | headline metrics | figures |",
+             "|---|---|---|---|---|---|"]
     total = 0.0
     for name in notebooks():
         run_file = root / name / "run.json"
         record = records.get(name) or (json.loads(run_file.read_text()) if run_file.is_file() else None)
         if record is None:
-            lines.append(f"| {name} | not run | | | |")
+            lines.append(f"| {name} | not run | | | | |")
             continue
         metrics_file = root / name / "metrics.json"
         headline = json.loads(metrics_file.read_text()).get("headline", {}) if metrics_file.is_file() else {}
         shown = "<br>".join(f"{k}: {_fmt(v)}" for k, v in headline.items())
         figures = " ".join(f"[{p.stem}]({name}/{p.name})" for p in sorted((root / name).glob("*.png")))
         status = record["status"] + (f" ({record['error']})" if record.get("error") else "")
-        lines.append(f"| {name} | {status} | {record['seconds']:.0f} s | {shown} | {figures} |")
+        code = (record.get("commit") or "?") + (" (modified)" if record.get("dirty") else "")
+        lines.append(f"| {name} | {status} | {record['seconds']:.0f} s | {code} | {shown} | {figures} |")
         total += record["seconds"]
     lines += ["", f"Total wall time of the notebooks listed: {total / 60:.1f} min.", ""]
     path = root / "SUMMARY.md"
