@@ -237,3 +237,13 @@ def test_cross_model_matrix_layout():
     matrix = cross_model_matrix({"a": (images, targets), "b": (images, targets)}, models)
     assert matrix.shape == (2, 2) and list(matrix.index) == ["a", "b"]
     assert mean_over_other_judges(matrix)["a"] == pytest.approx(matrix.loc["a", "b"])
+
+
+def test_benchmark_reports_side_by_side_timings():
+    from inversion.class_inversion.benchmark import batching_speedup, step_overhead
+
+    config = PIIConfig(steps_per_stage=2, stages=2, copies=2)
+    overhead = step_overhead(tiny_cnn(), config, n_targets=4, repeats=1)
+    assert overhead["batch"] == 8 and overhead["step_seconds"] > 0 and overhead["ratio"] > 0
+    speed = batching_speedup(tiny_cnn(), config, n_targets=3)
+    assert speed["targets"] == 3 and speed["speedup"] > 0
