@@ -71,8 +71,8 @@ class DeepDreamConfig:
     lr: float = 0.05                    # at 32 px, 140 steps: 0.05 beat PII's 0.01 (notebook 01 report)
     betas: tuple[float, float] = (0.5, 0.99)
     jitter: int | None = None           # None: S/7
-    tv_weight: float = 20.0             # TotalVariation weight (mean squared neighbour differences, [0, 1]
-                                        # pixels); at 32 px, 20 beat 1 and 5 for DeepDream on ResNet-20
+    tv_weight: float = 50.0             # TotalVariation weight (mean squared neighbour differences, [0, 1]
+                                        # pixels); at 32 px, 50 beat 1, 5, 20, 100 for DeepDream on ResNet-20
     l2_weight: float = 0.5              # weight of L2Prior (squared distance from mid-grey)
     flip: bool = False
 
