@@ -76,15 +76,22 @@ class PixelDecoder(nn.Module):
 
 
 def train_decoder(classifier: nn.Module, images: torch.Tensor, config: DecoderConfig = DecoderConfig(),
-                  device: str | torch.device = "cpu", desc: str = "train decoder") -> tuple[PixelDecoder, dict]:
-    """Train the pixel-loss decoder on ``(f(x), x)`` pairs of uint8 ``images``; classifier frozen."""
+                  device: str | torch.device = "cpu", desc: str = "train decoder",
+                  logits: torch.Tensor | None = None) -> tuple[PixelDecoder, dict]:
+    """Train the pixel-loss decoder on ``(f(x), x)`` pairs of uint8 ``images``; classifier frozen.
+
+    ``logits``: optionally the classifier's logits of exactly ``images`` (saves recomputing them).
+    """
     assert_frozen(classifier)
     c, dev = config, torch.device(device)
+    if logits is not None and len(logits) != len(images):
+        raise ValueError(f"got {len(logits)} logit vectors for {len(images)} images")
     torch.manual_seed(c.seed)
     rng = torch.Generator().manual_seed(c.seed)
     if c.n_train is not None and c.n_train < len(images):
-        images = images[torch.randperm(len(images), generator=rng)[:c.n_train]]
-    logits = predict(classifier, images, device=dev)
+        subset = torch.randperm(len(images), generator=rng)[:c.n_train]
+        images, logits = images[subset], None if logits is None else logits[subset]
+    logits = (predict(classifier, images, device=dev) if logits is None else logits).float().cpu()
     dec = PixelDecoder(c).to(dev)
     dec.logit_mean.copy_(logits.mean(0).to(dev))
     dec.logit_std.copy_((logits - logits.mean(0)).std().clamp_min(1e-6))
@@ -104,8 +111,8 @@ def train_decoder(classifier: nn.Module, images: torch.Tensor, config: DecoderCo
 
 
 def decoder_train_or_load(classifier: nn.Module, classifier_name: str, profile: str, images: torch.Tensor,
-                          config: DecoderConfig = DecoderConfig(), device: str | torch.device = "cpu"
-                          ) -> tuple[PixelDecoder, dict]:
+                          config: DecoderConfig = DecoderConfig(), device: str | torch.device = "cpu",
+                          logits: torch.Tensor | None = None) -> tuple[PixelDecoder, dict]:
     """The cached pixel-loss decoder of a zoo classifier."""
     path = cache_path("pixel-decoder", classifier_name, profile, config)
     if path.is_file():
@@ -113,7 +120,8 @@ def decoder_train_or_load(classifier: nn.Module, classifier_name: str, profile: 
         dec = PixelDecoder(config).to(device)
         dec.load_state_dict(state["decoder"])
         return dec.eval(), state["log"]
-    dec, log = train_decoder(classifier, images, config, device, desc=f"pixel decoder of {classifier_name}")
+    dec, log = train_decoder(classifier, images, config, device, desc=f"pixel decoder of {classifier_name}",
+                             logits=logits)
     _save_atomic({"decoder": dec.state_dict(), "log": log, "config": dataclasses.asdict(config)}, Path(path))
     return dec, log
 

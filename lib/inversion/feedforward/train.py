@@ -124,24 +124,55 @@ def _save_atomic(state: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def _load_complete(path: Path, config: FeedforwardConfig, fingerprint: str,
+                   device: torch.device) -> TrainedInverse | None:
+    """A finished checkpoint as a :class:`TrainedInverse` (None if absent or unfinished)."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state["config_key"] != config.key():
+        raise ValueError(f"checkpoint {path} was written by another configuration")
+    if state["step"] < config.steps:
+        return None
+    if state.get("classifier_fingerprint") not in (None, fingerprint):
+        raise ValueError(f"checkpoint {path} inverts a classifier with other weights")
+    G, D = LogitConditionedGenerator(config.generator).to(device), ProjectionDiscriminator(config.discriminator).to(device)
+    G_ema = LogitConditionedGenerator(config.generator).to(device)
+    G.load_state_dict(state["G"]), D.load_state_dict(state["D"]), G_ema.load_state_dict(state["G_ema"])
+    log = dict(state["log"], steps_done=state["step"])
+    return TrainedInverse(G_ema.eval(), config, log, discriminator=D.eval(), raw_generator=G.eval())
+
+
 def train_inverse(classifier: nn.Module, images: torch.Tensor, config: FeedforwardConfig = FeedforwardConfig(),
                   checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
-                  desc: str = "train G", stop_after: int | None = None) -> TrainedInverse:
+                  desc: str = "train G", stop_after: int | None = None,
+                  logits: torch.Tensor | None = None) -> TrainedInverse:
     """Train a logit-conditioned generator to invert a frozen ``classifier`` (input RGB in [0, 1]).
 
-    ``images``: uint8 (N, 3, S, S) real training images. ``checkpoint``: a file that is written every
-    ``config.checkpoint_every`` steps and at the end; if it exists, training resumes from it (and
-    returns at once if it is complete). ``stop_after`` stops early after that many total steps
-    (simulates an interruption; used by the tests).
+    ``images``: uint8 (N, 3, S, S) real training images; ``logits``: optionally the classifier's
+    logits of exactly these images (saves recomputing them). ``checkpoint``: a file that is written
+    every ``config.checkpoint_every`` steps and at the end; if it exists, training resumes from it
+    (and a finished one is loaded at once, without touching the images). ``stop_after`` stops early
+    after that many total steps (simulates an interruption; used by the tests).
     """
     assert_frozen(classifier)
     fingerprint = parameter_fingerprint(classifier)
     c, dev = config, torch.device(device)
+    path = Path(checkpoint) if checkpoint else None
+    if path is not None and stop_after is None:
+        done = _load_complete(path, c, fingerprint, dev)
+        if done is not None:
+            return done
+    if logits is not None and len(logits) != len(images):
+        raise ValueError(f"got {len(logits)} logit vectors for {len(images)} images")
     torch.manual_seed(c.seed)
     rng = torch.Generator().manual_seed(c.seed)
     if c.n_train is not None and c.n_train < len(images):
-        images = images[torch.randperm(len(images), generator=rng)[:c.n_train]]
-    logits = predict(classifier, images, device=dev)
+        subset = torch.randperm(len(images), generator=rng)[:c.n_train]
+        images, logits = images[subset], None if logits is None else logits[subset]
+    if logits is None:
+        logits = predict(classifier, images, device=dev)
+    logits = logits.float().cpu()
     if c.generator.logit_dim not in (None, 0) and c.generator.logit_dim != logits.shape[1]:
         raise ValueError(f"generator expects {c.generator.logit_dim} logits, the classifier gives {logits.shape[1]}")
     G = LogitConditionedGenerator(c.generator).to(dev)
@@ -151,7 +182,7 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
     opt_g = torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=c.lr_d, betas=c.betas)
     log = {"d_loss": [], "g_loss": [], "recon_loss": [], "seconds": 0.0}
-    step, path = 0, Path(checkpoint) if checkpoint else None
+    step = 0
     if path is not None and path.is_file():
         state = torch.load(path, map_location=dev, weights_only=False)
         if state["config_key"] != c.key():
@@ -229,9 +260,9 @@ def cache_path(kind: str, classifier_name: str, profile: str, config) -> Path:
 
 
 def train_or_load(classifier: nn.Module, classifier_name: str, profile: str, images: torch.Tensor,
-                  config: FeedforwardConfig = FeedforwardConfig(), device: str | torch.device = "cpu"
-                  ) -> TrainedInverse:
+                  config: FeedforwardConfig = FeedforwardConfig(), device: str | torch.device = "cpu",
+                  logits: torch.Tensor | None = None) -> TrainedInverse:
     """The cached inverse generator of a zoo classifier (trained, or resumed, on first use)."""
     path = cache_path("feedforward", classifier_name, profile, config)
     return train_inverse(classifier, images, config, checkpoint=path, device=device,
-                         desc=f"GAN inverse of {classifier_name}")
+                         desc=f"GAN inverse of {classifier_name}", logits=logits)

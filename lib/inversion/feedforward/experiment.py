@@ -1,0 +1,168 @@
+"""The shared pipeline of notebooks 02-04 (Teterwak et al. 2021 at the mini scale).
+
+:class:`Study` holds what every notebook needs in one profile: the real training and evaluation
+scenes, the factor probe with its ceiling and the same-class chance reference, the outside
+judge, and cached logits / inverses per zoo classifier. Notebooks 02, 03 and 04 pass the *same*
+``gan`` / ``decoder`` parameter dicts (their profile yaml files agree), so a generator trained in
+02 is found in the cache (``<data>/checkpoints/<profile>/feedforward-<classifier>-<hash>.pt``,
+keyed by the configuration and the classifier's weights) by 03 and 04.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from ..data import fashion_scenes
+from ..data.fashion_scenes import FACTORS, Scenes
+from ..models import Classifier, load
+from ..models.training import predict
+from ..paths import checkpoint_dir
+from .baselines import DecoderConfig, PixelDecoder, decoder_train_or_load
+from .discriminator import DiscriminatorConfig
+from .evaluate import chance_reference, per_image_scores, probe_ceiling, summarize
+from .generator import GeneratorConfig
+from .probe import FactorProbe, ProbeConfig, probe_train_or_load
+from .train import FeedforwardConfig, TrainedInverse, classifier_key, train_or_load
+
+
+def gan_config(params: dict, logit_dim: int = 10, **overrides) -> FeedforwardConfig:
+    """A :class:`FeedforwardConfig` from a notebook's plain ``gan`` dict (+ keyword overrides).
+
+    Keys: ``steps, batch_size, lr, lr_d, betas, z_dim, embed_dim, g_widths, d_widths, d_downsample,
+    ema_decay, n_dis, n_train, pixel_weight, logit_weight, checkpoint_every, seed``; missing keys
+    keep the defaults of the dataclasses.
+    """
+    p = {**params, **overrides}
+    g_widths = tuple(p.get("g_widths", GeneratorConfig.widths))
+    image_size = p.get("image_size", 32)
+    bottom = image_size // 2 ** (len(g_widths) - 1)
+    if bottom * 2 ** (len(g_widths) - 1) != image_size:
+        raise ValueError(f"{len(g_widths) - 1} up-blocks cannot make {image_size}x{image_size} images")
+    g = GeneratorConfig(logit_dim=logit_dim, z_dim=p.get("z_dim", 64), embed_dim=p.get("embed_dim", 32),
+                        widths=g_widths, bottom=bottom)
+    d_widths = tuple(p.get("d_widths", DiscriminatorConfig.widths))
+    d = DiscriminatorConfig(logit_dim=logit_dim, widths=d_widths,
+                            downsample=tuple(p.get("d_downsample", [True] * len(d_widths))))
+    lr = p.get("lr", 2e-4)
+    return FeedforwardConfig(
+        generator=g, discriminator=d, steps=p.get("steps", 1500), batch_size=p.get("batch_size", 64),
+        lr_g=lr, lr_d=p.get("lr_d", lr), betas=tuple(float(b) for b in p.get("betas", (0.0, 0.999))),
+        n_dis=p.get("n_dis", 1), ema_decay=p.get("ema_decay", 0.999), pixel_weight=p.get("pixel_weight", 0.0),
+        logit_weight=p.get("logit_weight", 0.0), n_train=p.get("n_train"),
+        checkpoint_every=p.get("checkpoint_every", 250), seed=p.get("seed", 0))
+
+
+def decoder_config(params: dict, logit_dim: int = 10) -> DecoderConfig:
+    """A :class:`DecoderConfig` from a notebook's plain ``decoder`` dict."""
+    return DecoderConfig(logit_dim=logit_dim, hidden=params.get("hidden", 256),
+                         widths=tuple(params.get("widths", DecoderConfig.widths)),
+                         steps=params.get("steps", 1500), batch_size=params.get("batch_size", 64),
+                         lr=params.get("lr", 1e-3), n_train=params.get("n_train"), seed=params.get("seed", 0))
+
+
+def probe_config(params: dict) -> ProbeConfig:
+    """A :class:`ProbeConfig` from a notebook's plain ``probe`` dict."""
+    return ProbeConfig(**{k: v for k, v in params.items() if k in {f.name for f in dataclasses.fields(ProbeConfig)}})
+
+
+@dataclass
+class Study:
+    """Everything notebooks 02-04 share in one profile (build it with :meth:`Study.setup`)."""
+
+    profile: str
+    train: Scenes                   # real training scenes (the generators' and the probe's data)
+    test: Scenes                    # held-out scenes the reconstructions are scored on
+    probe: FactorProbe
+    probe_log: dict
+    judge: Classifier               # outside judge: a classifier that is never inverted
+    chance: dict[str, float]        # factor errors of a random other test image of the same class
+    ceiling: dict[str, float]       # the probe's own errors on the real test images
+    device: str = "cpu"
+    train_missing: bool = False     # train a zoo model that is not cached yet (smoke only)
+    _classifiers: dict = field(default_factory=dict, repr=False)
+    _logits: dict = field(default_factory=dict, repr=False)
+
+    @staticmethod
+    def setup(profile: str, n_train: int, n_eval: int, probe: dict, judge: str = "judge-vgg",
+              device: str = "cpu", train_missing: bool = False, seed: int = 0) -> "Study":
+        """Load the scenes, the judge and the (cached) factor probe of ``profile``."""
+        train = fashion_scenes.load("train", n=n_train)
+        test = fashion_scenes.load("test", n=n_eval)
+        factor_probe, log = probe_train_or_load(train, profile, probe_config(probe), device)
+        return Study(profile, train, test, factor_probe, log,
+                     load(judge, profile, device, train_if_missing=train_missing),
+                     chance_reference(test, seed), probe_ceiling(factor_probe, test), device, train_missing)
+
+    def classifier(self, name: str) -> Classifier:
+        if name not in self._classifiers:
+            self._classifiers[name] = load(name, self.profile, self.device, train_if_missing=self.train_missing)
+        return self._classifiers[name]
+
+    def logits(self, name: str, split: str = "test") -> torch.Tensor:
+        """The frozen classifier's logits of the train or test scenes (cached in memory and on disk)."""
+        if (name, split) in self._logits:
+            return self._logits[name, split]
+        scenes = self.train if split == "train" else self.test
+        key = hashlib.sha256(json.dumps({"classifier": classifier_key(name, self.profile), "split": split,
+                                         "n": len(scenes), "recipe": dataclasses.asdict(scenes.recipe),
+                                         "labels": hashlib.sha256(scenes.labels.numpy().tobytes()).hexdigest()},
+                                        sort_keys=True).encode()).hexdigest()[:12]
+        path = checkpoint_dir(self.profile) / f"logits-{name}-{split}-{key}.pt"
+        if path.is_file():
+            logits = torch.load(path, weights_only=True)
+        else:
+            logits = predict(self.classifier(name), scenes.images, device=self.device)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(logits, path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+        self._logits[name, split] = logits
+        return logits
+
+    def gan(self, name: str, params: dict, **overrides) -> TrainedInverse:
+        """The cached GAN inverse of zoo classifier ``name`` (trained, or resumed, on first use)."""
+        config = gan_config(params, **overrides)
+        path_exists = _gan_cached(name, self.profile, config)
+        return train_or_load(self.classifier(name), name, self.profile, self.train.images, config, self.device,
+                             logits=None if path_exists else self.logits(name, "train"))
+
+    def decoder(self, name: str, params: dict) -> tuple[PixelDecoder, dict]:
+        """The cached pixel-loss decoder (Dosovitskiy & Brox baseline) of zoo classifier ``name``."""
+        return decoder_train_or_load(self.classifier(name), name, self.profile, self.train.images,
+                                     decoder_config(params), self.device, logits=self.logits(name, "train"))
+
+    def scores(self, recon: torch.Tensor, scenes: Scenes | None = None) -> pd.DataFrame:
+        """Per-image PSNR, SSIM, judge agreement and factor errors of reconstructions of ``scenes``."""
+        scenes = self.test.subset(slice(0, len(recon))) if scenes is None else scenes
+        return per_image_scores(recon, scenes, self.probe, self.judge, self.device)
+
+    def summary(self, recon: torch.Tensor, scenes: Scenes | None = None, **labels) -> dict:
+        """Mean scores (and factor errors / chance) of reconstructions, as one table row."""
+        return {**labels, "n": len(recon), **summarize(self.scores(recon, scenes), self.chance)}
+
+
+def _gan_cached(name: str, profile: str, config: FeedforwardConfig) -> bool:
+    from .train import cache_path
+
+    path = cache_path("feedforward", name, profile, config)
+    if not path.is_file():
+        return False
+    return torch.load(path, map_location="cpu", weights_only=False)["step"] >= config.steps
+
+
+def factor_columns(prefix: str = "", suffix: str = "_vs_chance") -> list[str]:
+    return [f"{prefix}{k}{suffix}" for k in FACTORS]
+
+
+def describe(params: dict) -> str:
+    """A short name of a ``gan`` recipe: which losses train G, how long, how wide."""
+    terms = ["GAN (hinge)"]
+    if params.get("pixel_weight"):
+        terms.append(f"pixel x{params['pixel_weight']:g}")
+    if params.get("logit_weight"):
+        terms.append(f"logit x{params['logit_weight']:g}")
+    return f"{' + '.join(terms)}, {params.get('steps')} steps of {params.get('batch_size')}"
