@@ -196,7 +196,8 @@ def test_generator_chain_encoder_and_latent_search():
                for k in range(1, len(chain) + 1))
     source = LatentPrior(8)
     assert_synthetic(source) is None and source.sample(3, torch.Generator().manual_seed(0)).shape == (3, 8)
-    z_hat, seconds = search_latent(G, x, steps=40, lr=0.1, progress=False)
+    z_hat, seconds, snaps = search_latent(G, x, steps=40, lr=0.1, record_at=(10,), progress=False)
+    assert 10 in snaps and seconds > 0
     start = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (G(z_hat) - x).pow(2).mean() < (G(start) - x).pow(2).mean()

@@ -22,6 +22,26 @@ def predict(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     return torch.cat([model(images[i:i + batch]).argmax(1).cpu() for i in range(0, len(images), batch)])
 
 
+@torch.no_grad()
+def penultimate_features(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """The input of a classifier's last linear layer (its penultimate features), for FID-style distances."""
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    captured = []
+    handle = last.register_forward_hook(lambda module, args, out: captured.append(args[0].flatten(1).cpu()))
+    try:
+        for i in range(0, len(images), batch):
+            model(images[i:i + batch])
+    finally:
+        handle.remove()
+    return torch.cat(captured)
+
+
+@torch.no_grad()
+def confidence(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """The classifier's top softmax probability per image."""
+    return torch.cat([model(images[i:i + batch]).softmax(1).amax(1).cpu() for i in range(0, len(images), batch)])
+
+
 def quality(originals: torch.Tensor, reconstructions: torch.Tensor, judge=None) -> dict[str, torch.Tensor]:
     """Per-image PSNR (dB), SSIM and, with a judge, agreement (1 if the judge's class is unchanged)."""
     out = {"psnr": psnr(reconstructions, originals), "ssim": ssim(reconstructions, originals)}

@@ -21,6 +21,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -146,7 +147,7 @@ def fit_gan(config: GANConfig, profile: str, device="cpu", cache: bool = True, p
             p.requires_grad_(False)
         return G.to(device).eval(), D.to(device).eval(), json.loads(meta.read_text())
     start = time.perf_counter()
-    images = fashion_scenes.load("train", n=config.n_train).images
+    images = fashion_scenes.load("train").images[:config.n_train]   # the zoo's cached training split
     G, D, log = train_gan(images, config, device, progress)
     record = {"key": key, "config": dataclasses.asdict(config), "train_seconds": round(time.perf_counter() - start, 2),
               "log": log}
@@ -189,24 +190,29 @@ class LatentPrior(ImageSource):
 
 
 def search_latent(G: nn.Module, images: torch.Tensor, steps: int = 300, lr: float = 0.05, seed: int = 0,
-                  z_init: torch.Tensor | None = None, device="cpu", progress: bool = True):
-    """Optimization baseline: z* = argmin_z ||G(z) - x||^2 (Adam, per image, batched; start z ~ N(0, I)).
+                  z_init: torch.Tensor | None = None, record_at: Sequence[int] = (), device="cpu",
+                  progress: bool = True):
+    """Optimization baseline: z* = argmin_z ||G(z) - x||^2 (Adam, per image, batched; start z ~ N(0, I)
+    or ``z_init``, e.g. the encoder's guess). All images are optimized jointly, so wall time divided by
+    their number is the time per image.
 
-    Returns (z*, seconds per image).
+    Returns (z*, seconds per image, {step: (z snapshot, seconds per image so far)}).
     """
     g = torch.Generator().manual_seed(seed)
-    latent_dim = G.latent_dim if hasattr(G, "latent_dim") else G.blocks[0][0].in_features
-    z = (torch.randn(len(images), latent_dim, generator=g) if z_init is None else z_init.clone()).to(device)
+    latent_dim = G.latent_dim
+    z = (torch.randn(len(images), latent_dim, generator=g) if z_init is None else z_init.detach().clone()).to(device)
     z.requires_grad_(True)
     target = images.to(device)
     optimizer = torch.optim.Adam([z], lr=lr)
-    start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="latent search", disable=not progress, leave=False):
+    snapshots, start = {}, time.perf_counter()
+    for step in tqdm(range(1, steps + 1), desc="latent search", disable=not progress, leave=False):
         loss = (G(z) - target).pow(2).flatten(1).mean(1).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return z.detach().cpu(), (time.perf_counter() - start) / len(images)
+        if step in record_at:
+            snapshots[step] = (z.detach().cpu().clone(), (time.perf_counter() - start) / len(images))
+    return z.detach().cpu(), (time.perf_counter() - start) / len(images), snapshots
 
 
 @torch.no_grad()
