@@ -43,4 +43,4 @@ fi
 if [ "${NEED_DOWNLOAD:-0}" = 1 ]; then
   "$VENV/bin/python" -c "from inversion.data import fashion_mnist; fashion_mnist.download()"
 fi
-echo "setup: ready ($("$VENV/bin/python" -c 'import torch, timm; print(f"torch {torch.__version__}, timm {timm.__version__}")'))"
+echo "setup: ready ($("$VENV/bin/python" -c 'from importlib.metadata import version as v; print("torch", v("torch") + ", timm", v("timm"))'))"
