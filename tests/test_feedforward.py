@@ -167,3 +167,46 @@ def test_factor_probe_reads_factors_of_real_images(scenes):
     assert errors["scale"] < 0.35 * chance["scale"], (errors, chance)
     with pytest.raises(ValueError):
         probe.read(torch.rand(2, 3, 16, 16))
+
+
+def test_image_manipulations_carry_their_ground_truth(scenes):
+    from inversion.feedforward.invariance import manipulate_images
+
+    sub = scenes.subset(slice(0, 50))
+
+    def garment_centre_x(s):  # centre of the columns that differ from the background colour
+        diff = (s.float_images() - s.background[:, :, None, None]).norm(dim=1) > 0.1
+        cols = diff.any(1).float()
+        idx = torch.arange(cols.shape[1]).float() + 0.5
+        first = torch.where(cols > 0, idx, torch.full_like(idx, 1e9)).amin(1)
+        last = torch.where(cols > 0, idx, torch.full_like(idx, -1e9)).amax(1)
+        return (first + last) / 2
+
+    for kind in ("flip", "shift"):
+        moved = manipulate_images(sub, kind, shift=4)
+        measured = garment_centre_x(moved) - garment_centre_x(sub)
+        expected = moved.center[:, 0] - sub.center[:, 0]
+        assert (measured - expected).abs().median() < 1.0, kind
+    recoloured = manipulate_images(sub, "recolour")
+    assert torch.allclose(recoloured.float_images()[:, 0], sub.float_images()[:, 1])
+    assert torch.allclose(recoloured.background[:, 0], sub.background[:, 1])
+    with pytest.raises(ValueError):
+        manipulate_images(sub, "rotate")
+
+
+def test_noise_resampling_and_logit_manipulations():
+    from inversion.feedforward.invariance import add_constant, interpolate, pixel_variance, raise_class, resample
+    from inversion.feedforward.train import TrainedInverse
+
+    torch.manual_seed(0)
+    g = LogitConditionedGenerator(TINY_G).eval()
+    inverse = TrainedInverse(g, FeedforwardConfig(generator=TINY_G, discriminator=TINY_D))
+    y = torch.randn(3, 10)
+    s = resample(inverse, y, n_noise=4, seed=1)
+    assert s.shape == (3, 4, 3, 32, 32)
+    assert torch.equal(s, resample(inverse, y, n_noise=4, seed=1)), "seeded noise"
+    assert pixel_variance(s).shape == (3, 32, 32) and pixel_variance(s).mean() > 0
+    assert torch.equal(add_constant(y, 2.0).softmax(1).argmax(1), y.argmax(1))
+    assert torch.allclose(interpolate(y[0], y[1], 0.0), y[0]) and torch.allclose(interpolate(y[0], y[1], 1.0), y[1])
+    raised, target = raise_class(y, amount=100.0)
+    assert torch.equal(raised.argmax(1), target) and not torch.equal(target, y.argmax(1))

@@ -108,11 +108,7 @@ class Study:
         if (name, split) in self._logits:
             return self._logits[name, split]
         scenes = self.train if split == "train" else self.test
-        key = hashlib.sha256(json.dumps({"classifier": classifier_key(name, self.profile), "split": split,
-                                         "n": len(scenes), "recipe": dataclasses.asdict(scenes.recipe),
-                                         "labels": hashlib.sha256(scenes.labels.numpy().tobytes()).hexdigest()},
-                                        sort_keys=True).encode()).hexdigest()[:12]
-        path = checkpoint_dir(self.profile) / f"logits-{name}-{split}-{key}.pt"
+        path = _logits_path(name, self.profile, split, scenes)
         if path.is_file():
             logits = torch.load(path, weights_only=True)
         else:
@@ -130,6 +126,34 @@ class Study:
         return train_or_load(self.classifier(name), name, self.profile, self.train.images, config, self.device,
                              logits=None if path_exists else self.logits(name, "train"))
 
+    def train_generators(self, jobs: list[tuple[str, dict]], params: dict, workers: int = 1) -> None:
+        """Train the not-yet-cached GAN inverses of ``jobs`` ((classifier, overrides) pairs).
+
+        ``workers > 1``: that many single-threaded processes train one generator each at a time
+        (on a small CPU two single-threaded trainings finish sooner than two consecutive
+        two-threaded ones, as for the zoo). Results are then read from the cache by :meth:`gan`.
+        """
+        unique = {(n, json.dumps(o, sort_keys=True)): (n, o) for n, o in jobs}.values()
+        missing = [(n, o) for n, o in unique if not _gan_cached(n, self.profile, gan_config(params, **o))]
+        if workers <= 1 or len(missing) <= 1:
+            for name, overrides in missing:
+                self.gan(name, params, **overrides)
+            return
+        import concurrent.futures
+        import multiprocessing
+
+        from tqdm.auto import tqdm
+
+        for name, _ in missing:  # the workers read the training logits from the disk cache
+            self.logits(name, "train")
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_train_generator_in_worker, n, self.profile, params, o, len(self.train), self.device)
+                       for n, o in missing]
+            for job in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                            desc=f"generators ({workers} workers)"):
+                job.result()
+
     def decoder(self, name: str, params: dict) -> tuple[PixelDecoder, dict]:
         """The cached pixel-loss decoder (Dosovitskiy & Brox baseline) of zoo classifier ``name``."""
         return decoder_train_or_load(self.classifier(name), name, self.profile, self.train.images,
@@ -143,6 +167,24 @@ class Study:
     def summary(self, recon: torch.Tensor, scenes: Scenes | None = None, **labels) -> dict:
         """Mean scores (and factor errors / chance) of reconstructions, as one table row."""
         return {**labels, "n": len(recon), **summarize(self.scores(recon, scenes), self.chance)}
+
+
+def _logits_path(name: str, profile: str, split: str, scenes: Scenes):
+    key = hashlib.sha256(json.dumps({"classifier": classifier_key(name, profile), "split": split,
+                                     "n": len(scenes), "recipe": dataclasses.asdict(scenes.recipe),
+                                     "labels": hashlib.sha256(scenes.labels.numpy().tobytes()).hexdigest()},
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    return checkpoint_dir(profile) / f"logits-{name}-{split}-{key}.pt"
+
+
+def _train_generator_in_worker(name: str, profile: str, params: dict, overrides: dict, n_train: int,
+                               device: str) -> str:
+    torch.set_num_threads(1)
+    train = fashion_scenes.load("train", n=n_train)
+    logits = torch.load(_logits_path(name, profile, "train", train), weights_only=True)
+    train_or_load(load(name, profile, device, train_if_missing=False), name, profile, train.images,
+                  gan_config(params, **overrides), device, logits=logits)
+    return name
 
 
 def _gan_cached(name: str, profile: str, config: FeedforwardConfig) -> bool:
