@@ -210,3 +210,16 @@ def test_noise_resampling_and_logit_manipulations():
     assert torch.allclose(interpolate(y[0], y[1], 0.0), y[0]) and torch.allclose(interpolate(y[0], y[1], 1.0), y[1])
     raised, target = raise_class(y, amount=100.0)
     assert torch.equal(raised.argmax(1), target) and not torch.equal(target, y.argmax(1))
+
+
+def test_factor_readout_finds_what_the_logits_carry(scenes):
+    from inversion.feedforward.evaluate import factor_readout
+
+    train, test = scenes.subset(slice(0, 800)), scenes.subset(slice(800, 1200))
+    gen = torch.Generator().manual_seed(0)
+    mix = torch.randn(3, 10, generator=gen)
+    carry_bg = lambda s: s.background @ mix + 0.01 * torch.randn(len(s), 10, generator=gen)  # noqa: E731
+    informed = factor_readout(carry_bg(train), train, carry_bg(test), test)
+    blind = factor_readout(torch.randn(len(train), 10, generator=gen), train, torch.randn(len(test), 10, generator=gen), test)
+    assert informed.loc["background", "r2"] > 0.95 and informed.loc["background", "error_vs_chance"] < 0.1
+    assert blind.loc["background", "r2"] < 0.1 and blind.loc["center", "r2"] < 0.1
