@@ -100,7 +100,7 @@ def render(garments: np.ndarray, foreground: np.ndarray, background: np.ndarray,
     out = torch.empty(n, 3, size, size)
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
-        alpha = torch.from_numpy(np.ascontiguousarray(garments[sl])).float().div(255).unsqueeze(1)
+        alpha = torch.from_numpy(np.array(garments[sl])).float().div(255).unsqueeze(1)
         side = torch.from_numpy(scale[sl]).float() * size
         c = torch.from_numpy(center[sl]).float()
         theta = torch.zeros(len(alpha), 2, 3)
