@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from inversion.data import fashion_mnist, fashion_scenes, photos
+from inversion.data import fashion_mnist, fashion_scenes, image_folder, photos
 
 
 def _write_idx(path, array):
@@ -133,3 +133,29 @@ def test_photos():
     assert images.shape == (len(photos.PHOTOS) * len(photos.CROPS), 3, 32, 32)
     assert images.min() >= 0 and images.max() <= 1 and len(set(names)) == len(names)
     assert images.std() > 0.1
+
+
+def test_image_folder_reads_a_seeded_centre_cropped_subset(tmp_path, monkeypatch):
+    from PIL import Image
+
+    for c, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        folder = tmp_path / "val" / f"n0{c}"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40 + 10 * i, 30), colour).save(folder / f"{i}.png")
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
+    images, labels = image_folder.load("val", n=4, size=16, progress=False)
+    again, labels_again = image_folder.load("val", n=4, size=16, progress=False)
+    assert images.shape == (4, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
+    assert torch.equal(images, again) and torch.equal(labels, labels_again)
+    small, _ = image_folder.load("val", n=4, size=16, uint8=True, progress=False)
+    assert small.dtype == torch.uint8 and torch.equal(small.float() / 255, images)
+    # class folders in sorted order: n00 is red, n01 is blue
+    assert all(images[k, 0].mean() > 0.9 if labels[k] == 0 else images[k, 2].mean() > 0.9 for k in range(4))
+
+
+def test_image_folder_missing_gives_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("INVERSION_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="IMAGENET_DIR"):
+        image_folder.load("val", n=2)

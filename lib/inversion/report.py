@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +80,15 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 1, pad_value:
     return grid.permute(1, 2, 0).numpy()
 
 
-def show_grid(ax, images: torch.Tensor, nrow: int = 8, title: str | None = None, **kwargs):
-    """Draw an image grid on a matplotlib axis, without axes ticks."""
-    ax.imshow(image_grid(images, nrow=nrow, **kwargs), interpolation="nearest")
+def show_grid(ax, images: torch.Tensor, nrow: int = 8, title: str | None = None,
+              row_labels: Sequence[str] | None = None, padding: int = 1, **kwargs):
+    """Draw an image grid on a matplotlib axis, without axes ticks; ``row_labels`` name the rows."""
+    ax.imshow(image_grid(images, nrow=nrow, padding=padding, **kwargs), interpolation="nearest")
     ax.set_xticks([]), ax.set_yticks([])
+    if row_labels is not None:
+        step = images.shape[-2] + padding   # grid rows are image height + padding apart
+        ax.set_yticks([padding + step * i + (images.shape[-2] - 1) / 2 for i in range(len(row_labels))])
+        ax.set_yticklabels(row_labels, fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
     return ax

@@ -1,0 +1,74 @@
+"""ImageNet-style image folders (``<root>/<split>/<class>/<image>``) for the paper profile.
+
+ImageNet cannot be downloaded automatically (its licence requires a sign-in at image-net.org),
+so this module only reads a copy you already have, in the layout torchvision's
+``ImageFolder`` expects, e.g. ``val/n01440764/ILSVRC2012_val_00000293.JPEG``. Lookup order:
+
+1. the ``root`` argument;
+2. the ``IMAGENET_DIR`` environment variable;
+3. ``<data>/imagenet/`` (``data/`` of the study, see :mod:`inversion.paths`).
+
+Images are resized (shorter side to ``size / crop_fraction``) and centre-cropped to ``size``,
+the standard ImageNet evaluation transform; classifier normalization is left to the model
+wrapper, so the tensors are plain RGB in [0, 1] like every other dataset of the study.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..paths import data_dir
+
+HOW_TO_GET = (
+    "No {split!r} split of an ImageNet-style image folder was found (looked in: {looked}).\n"
+    "ImageNet needs a sign-in at https://image-net.org/download.php; once downloaded, lay it out as\n"
+    "  <root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG\n"
+    "(the validation images sorted into class folders, e.g. with the valprep.sh script of the\n"
+    "PyTorch ImageNet example), then point the study at it with IMAGENET_DIR=<root>\n"
+    "or put it at {local}."
+)
+
+
+def candidate_dirs(root: str | Path | None = None) -> list[Path]:
+    named = [Path(r) for r in (root, os.environ.get("IMAGENET_DIR")) if r]
+    return named + [data_dir() / "imagenet"]
+
+
+def find(split: str, root: str | Path | None = None) -> Path:
+    """The folder of ``split`` (``train`` or ``val``) under the first candidate root that has one."""
+    candidates = candidate_dirs(root)
+    for folder in candidates:
+        if (folder / split).is_dir() and any(p.is_dir() for p in (folder / split).iterdir()):
+            return folder / split
+    raise FileNotFoundError(HOW_TO_GET.format(split=split, looked=", ".join(str(c) for c in candidates),
+                                              local=data_dir() / "imagenet"))
+
+
+def load(split: str = "val", n: int | None = 1000, size: int = 224, crop_fraction: float = 0.875,
+         root: str | Path | None = None, seed: int = 0, uint8: bool = False,
+         progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images of ``split`` (a seeded random subset; all of them if ``n`` is None).
+
+    Returns images (N, 3, size, size), float in [0, 1] (or uint8 with ``uint8=True``, a quarter
+    of the memory: 50k images at 224 take 7.5 GB) and their class indices (ImageFolder's
+    sorted-folder order, which for ImageNet's wnid folders is the usual 0..999 class order).
+    """
+    from torchvision import datasets, transforms
+
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    transform = transforms.Compose([transforms.Resize(round(size / crop_fraction)),
+                                    transforms.CenterCrop(size), transforms.PILToTensor()])
+    folder = datasets.ImageFolder(str(find(split, root)), transform=transform)
+    count = len(folder) if n is None else min(n, len(folder))
+    order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(seed))[:count]
+    images, labels = [], []
+    for i in tqdm(order.tolist(), desc=f"reading {split} images", disable=not progress):
+        image, label = folder[i]
+        images.append(image)
+        labels.append(label)
+    stacked = torch.stack(images)
+    return (stacked if uint8 else stacked.float() / 255), torch.tensor(labels)
