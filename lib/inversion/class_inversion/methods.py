@@ -3,7 +3,8 @@
 * :class:`PIIConfig` - Plug-In Inversion (Ghiasi et al., ICML 2022): cross-entropy only, zoom
   schedule, jitter, ensemble of B copies, ColorShift; Adam (0.5, 0.99), lr 0.01, cosine per stage.
   The dataclass defaults are the paper's (ImageNet, 224 px, 7 x 400 steps); the 32 px profiles
-  override the step count and ensemble size (see notebook 01 for the measured sweep).
+  override the step count (set by the CPU budget) and the ensemble size (notebook 01's ablation
+  measures ensemble size and ColorShift strength).
 * :class:`DeepDreamConfig` - cross-entropy + TV + L2 priors + jitter (Mordvintsev et al. 2015),
   run with the same optimizer and step budget as PII, one stage, no ensemble, no ColorShift.
 * :class:`DeepInversionConfig` - DeepDream + BatchNorm-statistics loss (first layer 10x) +
