@@ -4,8 +4,8 @@ Runs outside the notebooks (nothing here writes to figures/): it loads the cache
 ``make study`` first), trains with ``--scale`` times the mini profile's steps and prints the same
 measures at 1x and at the larger budget:
 
-* ``feedforward``: the logit-conditioned GAN on the zoo CNN's logits (notebook 02's recipe, and
-  once with a wider discriminator): PSNR, SSIM, outside-judge agreement, factor errors relative
+* ``feedforward``: the logit-conditioned GAN on the zoo CNN's logits (notebook 02's recipe, with
+  a wider discriminator, and with TTUR learning rates and 2 D steps per G step): PSNR, SSIM, outside-judge agreement, factor errors relative
   to same-class chance, and the discriminator's final hinge loss;
 * ``zeroshot``: the zero-shot inverse of the zoo CNN (notebook 05's recipe, main data kind):
   PSNR per depth next to the constant mean-image floor.
@@ -39,11 +39,15 @@ def feedforward(scale: int) -> pd.DataFrame:
     study = Study.setup("mini", p["n_train"], p["n_eval"], p["probe"], judge=p["judge"], seed=p["seed"])
     name = p["classifiers"][0]
     logits = study.logits(name, "test")
+    steps, long = p["gan"]["steps"], p["gan"]["steps"] * scale
     wide_d = {"d_widths": [64, 128, 128], "d_downsample": [True, True, False]}
+    ttur = {"lr": 2e-4, "lr_d": 4e-4, "n_dis": 2}   # two time-scale update rule, 2 D steps per G step
     rows = []
-    for label, overrides in [(f"GAN, {p['gan']['steps']} steps", {}),
-                             (f"GAN, {p['gan']['steps'] * scale} steps", {"steps": p["gan"]["steps"] * scale}),
-                             (f"GAN, {p['gan']['steps']} steps, discriminator 64-128-128", wide_d)]:
+    for label, overrides in [(f"GAN, {steps} steps", {}),
+                             (f"GAN, {long} steps", {"steps": long}),
+                             (f"GAN, {steps} steps, discriminator 64-128-128", wide_d),
+                             (f"GAN, {steps} steps, lr 2e-4 / 4e-4, 2 D steps", ttur),
+                             (f"GAN, {long} steps, lr 2e-4 / 4e-4, 2 D steps", {**ttur, "steps": long})]:
         inverse = study.gan(name, p["gan"], **overrides)
         d_loss = inverse.log["d_loss"][-50:]   # hinge: 2.0 = D scores real and generated images alike
         rows.append(study.summary(inverse.invert(logits, seed=p["seed"]), classifier=name, method=label,
