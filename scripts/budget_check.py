@@ -5,8 +5,9 @@ Runs outside the notebooks (nothing here writes to figures/): it loads the cache
 measures at 1x and at the larger budget:
 
 * ``feedforward``: the logit-conditioned GAN on the zoo CNN's logits (notebook 02's recipe, with
-  a wider discriminator, and with TTUR learning rates and 2 D steps per G step): PSNR, SSIM, outside-judge agreement, factor errors relative
-  to same-class chance, and the discriminator's final hinge loss;
+  a wider discriminator, and with two time-scale learning rates and 2 D steps per G step): PSNR,
+  SSIM, outside-judge agreement, factor errors relative to same-class chance, and the
+  discriminator's final hinge loss;
 * ``zeroshot``: the zero-shot inverse of the zoo CNN (notebook 05's recipe, main data kind):
   PSNR per depth next to the constant mean-image floor.
 
@@ -25,7 +26,7 @@ from inversion import zeroshot as zs
 from inversion.data import fashion_scenes
 from inversion.feedforward.experiment import Study
 from inversion.models import zoo
-from inversion.zeroshot.evaluate import evaluate_depths, quality
+from inversion.zeroshot.evaluate import constant_image_floor, evaluate_depths
 
 PROFILES = Path(__file__).resolve().parents[1] / "notebooks" / "profiles"
 
@@ -62,7 +63,7 @@ def zeroshot(scale: int) -> pd.DataFrame:
     cnn = zoo.load(p["cnn_model"], "mini")
     judge = zoo.load(p["judge_model"], "mini")
     x = fashion_scenes.load("test").float_images(slice(0, p["n_test"]))
-    floor = float(quality(x, x.mean(0, keepdim=True).expand_as(x).contiguous())["psnr"].mean())
+    floor = constant_image_floor(x)["psnr"]
     rows = []
     for factor in (1, scale):
         config = zs.InverseConfig(data=p["main_kind"], block_steps=p["block_steps"] * factor,

@@ -212,3 +212,14 @@ def test_frechet_distance():
     a, b = torch.randn(400, 4, generator=g), torch.randn(400, 4, generator=g)
     assert abs(frechet_distance(a, a)) < 1e-6
     assert frechet_distance(a, b) < 0.2 < frechet_distance(a, b + 1.0)
+
+
+def test_constant_image_floor():
+    from inversion.zeroshot.evaluate import constant_image_floor, quality
+
+    same = torch.rand(1, 3, 16, 16).expand(6, 3, 16, 16).contiguous()
+    assert constant_image_floor(same)["psnr"] > 60 and constant_image_floor(same)["ssim"] > 0.99
+    images = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    grey = float(quality(images, torch.full_like(images, 0.25))["psnr"].mean())
+    floor = constant_image_floor(images)
+    assert set(floor) == {"psnr", "ssim"} and floor["psnr"] > grey

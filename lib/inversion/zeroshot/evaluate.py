@@ -50,6 +50,16 @@ def quality(originals: torch.Tensor, reconstructions: torch.Tensor, judge=None) 
     return out
 
 
+def constant_image_floor(images: torch.Tensor, judge=None) -> dict[str, float]:
+    """Mean quality of answering every image with the set's own mean image.
+
+    The best a constant output can score (an oracle no inverse sees): an inverse near this floor
+    has recovered nothing of the images from its depth.
+    """
+    q = quality(images, images.mean(0, keepdim=True).expand_as(images).contiguous(), judge)
+    return {name: float(v.mean()) for name, v in q.items()}
+
+
 def evaluate_depths(chain: BlockChain, inverse: InverseChain, images: torch.Tensor, judge=None,
                     depths: Sequence[int] | None = None, device="cpu") -> tuple[list[dict], dict[int, torch.Tensor]]:
     """Reconstruct ``images`` from every depth with G_k(f_{1..k}(x)); returns (rows, reconstructions by depth).
