@@ -66,9 +66,11 @@ def zeroshot(scale: int) -> pd.DataFrame:
     floor = constant_image_floor(x)["psnr"]
     rows = []
     for factor in (1, scale):
+        # every field as notebook 05 sets it, so the 1x inverse is the notebook's cached one
         config = zs.InverseConfig(data=p["main_kind"], block_steps=p["block_steps"] * factor,
                                   finetune_steps=p["finetune_steps"] * factor, batch_size=p["batch_size"],
-                                  lr=p["lr"], width_mult=p["width_mult"], seed=p["seed"])
+                                  lr=p["lr"], width_mult=p["width_mult"], pool_size=p["deepinversion_pool"],
+                                  deepinversion_steps=p["deepinversion_steps"], seed=p["seed"])
         chain, inverse, record = zs.fit_inverse(cnn, p["cnn_cuts"], config, "mini")
         depth_rows, _ = evaluate_depths(chain, inverse, x, judge)
         rows += [{"steps per stage": config.block_steps + config.finetune_steps,
