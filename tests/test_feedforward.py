@@ -132,6 +132,16 @@ def test_resume_from_checkpoint_gives_the_same_state(scenes, tmp_path):
                       checkpoint=tmp_path / "a.pt")
 
 
+def test_discriminator_takes_n_dis_steps_per_generator_step(scenes, tmp_path):
+    cfg = FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=3, batch_size=8, n_train=64,
+                            lr_g=4e-4, lr_d=8e-4, n_dis=2)
+    train_inverse(tiny_classifier(), scenes.images, cfg, checkpoint=tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert {int(s["step"]) for s in state["opt_g"]["state"].values()} == {3}
+    assert {int(s["step"]) for s in state["opt_d"]["state"].values()} == {6}
+    assert state["opt_d"]["param_groups"][0]["lr"] == 8e-4 and state["opt_g"]["param_groups"][0]["lr"] == 4e-4
+
+
 def test_pixel_decoder_and_optimization_baseline():
     clf = tiny_classifier()
     images = fashion_scenes.load("test", n=1200).images
