@@ -47,7 +47,7 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-FAST = PIIConfig(steps_per_stage=6, stages=3, copies=3, lr=0.05)
+FAST = PIIConfig(steps_per_stage=6, stages=3, copies=3, lr=0.05, stage_input="upsample")
 
 
 # --- augmentations ------------------------------------------------------------------------------

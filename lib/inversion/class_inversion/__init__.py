@@ -11,8 +11,9 @@ DeepDream and DeepInversion (Yin et al., CVPR 2020) baselines.
 from .augmentations import ColorShift, Compose, Ensemble, Flip, Jitter, default_jitter, grow, resize, zoom_stages
 from .evaluate import cross_model_matrix, inception_style_score, judge, mean_over_other_judges, topk_accuracy
 from .feature_vis import unit_activations, visualize_units, vit_ffn_layer
-from .loop import InversionResult, Stage, optimize
+from .loop import InversionResult, Stage, accepts_size, optimize
 from .methods import (METHODS, DeepDreamConfig, DeepInversionConfig, PIIConfig, deep_dream, deep_inversion,
+                      legacy_mode, resolve_stage_input,
                       invert, pii, with_overrides)
 from .objectives import (BatchNormStatistics, ClassCrossEntropy, L2Prior, Step, Term, TotalVariation,
                          UnitActivation)
@@ -21,8 +22,8 @@ __all__ = [
     "ColorShift", "Compose", "Ensemble", "Flip", "Jitter", "default_jitter", "grow", "resize", "zoom_stages",
     "cross_model_matrix", "inception_style_score", "judge", "mean_over_other_judges", "topk_accuracy",
     "unit_activations", "visualize_units", "vit_ffn_layer",
-    "InversionResult", "Stage", "optimize",
+    "InversionResult", "Stage", "accepts_size", "optimize",
     "METHODS", "DeepDreamConfig", "DeepInversionConfig", "PIIConfig", "deep_dream", "deep_inversion",
-    "invert", "pii", "with_overrides",
+    "invert", "legacy_mode", "pii", "resolve_stage_input", "with_overrides",
     "BatchNormStatistics", "ClassCrossEntropy", "L2Prior", "Step", "Term", "TotalVariation", "UnitActivation",
 ]

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .loop import InversionResult, input_size, optimize
-from .methods import PIIConfig
+from .methods import PIIConfig, resolve_stage_input
 from .objectives import UnitActivation
 
 
@@ -46,9 +46,12 @@ def visualize_units(model: nn.Module, layer: str, units: Sequence[int] | torch.T
     if skip_tokens is None:
         skip_tokens = int(getattr(getattr(model, "net", model), "num_prefix_tokens", 0))
     size = input_size(model)
+    stage_input = resolve_stage_input(model, config)
+    transforms = (lambda seen: config.transforms(size, seen)) if stage_input == "stage" else config.transforms(size)
     return optimize(model, torch.as_tensor(units, dtype=torch.long), [(1.0, UnitActivation(module, skip_tokens))],
-                    config.transforms(size), config.stage_list(size), lr=config.lr, betas=config.betas,
-                    border=config.border, seed=seed, device=device, progress=progress,
+                    transforms, config.stage_list(size), lr=config.lr, betas=config.betas,
+                    border=config.border, seed=seed, device=device, stage_input=stage_input,
+                    precision=config.precision, channels_last=config.channels_last, progress=progress,
                     desc=f"units {layer}")
 
 

@@ -113,7 +113,7 @@ class BatchNormStatistics(Term):
     def _record(self, module: _BatchNorm, inputs) -> None:
         if module is self._first:  # a new forward pass: keep only its statistics
             self._stats = []
-        x = inputs[0]
+        x = inputs[0].float()  # under bf16 autocast the statistics are still taken in float32
         dims = [0] + list(range(2, x.dim()))
         self._stats.append((x.mean(dims), x.var(dims, unbiased=False), module.running_mean, module.running_var))
 
@@ -173,6 +173,6 @@ class UnitActivation(Term):
     def __call__(self, step: Step) -> torch.Tensor:
         if self._output is None:
             raise RuntimeError("UnitActivation saw no forward pass: attach() it to the model first")
-        units = self.unit_means(self._output, self.skip_tokens)
+        units = self.unit_means(self._output.float(), self.skip_tokens)
         self._output = None
         return -units.gather(1, step.targets.view(-1, 1)).mean()
