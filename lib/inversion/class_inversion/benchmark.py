@@ -73,3 +73,49 @@ def batching_speedup(model: nn.Module, config: Config, n_targets: int = 10, seed
                  for i in range(n_targets))
     return {"targets": n_targets, "batched_seconds_per_image": batched / n_targets,
             "one_target_runs_seconds_per_image": single / n_targets, "speedup": single / batched}
+
+
+def judged_top1(images: torch.Tensor, targets: torch.Tensor, judges: dict[str, nn.Module],
+                n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean top-1 of ``images`` over ``judges`` with a 95% bootstrap interval over the images.
+
+    Each image scores the fraction of judges that assign it its target; the interval resamples
+    images with replacement (``n_boot`` times, seeded), the cross-model top-1 of PII's Table 1.
+    """
+    from .evaluate import logits_of
+
+    hits = torch.stack([(logits_of(m, images).argmax(1) == targets.cpu()).float() for m in judges.values()]).mean(0)
+    g = torch.Generator().manual_seed(seed)
+    boot = hits[torch.randint(len(hits), (n_boot, len(hits)), generator=g)].mean(1)
+    return {"top1": hits.mean().item(), "top1_low": boot.quantile(0.025).item(),
+            "top1_high": boot.quantile(0.975).item(), "images": len(hits)}
+
+
+def modes_side_by_side(model: nn.Module, configs: dict[str, Config], judges: dict[str, nn.Module],
+                       targets: torch.Tensor, seeds: list[int], threads: int | None = None) -> list[dict]:
+    """Seconds per image and judged top-1 (bootstrap interval) of several configs of one model,
+    run interleaved seed by seed in this process (so machine load hits every config alike).
+
+    ``threads`` sets ``torch.set_num_threads`` for the duration (restored afterwards).
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        invert(model, targets[:1], next(iter(configs.values())), seed=0, progress=False)  # warm-up
+        images = {k: [] for k in configs}
+        seconds = {k: 0.0 for k in configs}
+        for seed in seeds:
+            for name, config in configs.items():
+                r = invert(model, targets, config, seed=seed * 1000, progress=False)
+                images[name].append(r.images)
+                seconds[name] += r.seconds
+        rows = []
+        all_targets = targets.repeat(len(seeds))
+        for name in configs:
+            quality = judged_top1(torch.cat(images[name]), all_targets, judges)
+            rows.append({"mode": name, "threads": torch.get_num_threads(),
+                         "seconds_per_image": seconds[name] / len(all_targets), **quality})
+        return rows
+    finally:
+        torch.set_num_threads(previous)

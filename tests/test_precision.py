@@ -1,0 +1,138 @@
+"""The speed switches of class inversion: zoom stages at their own size, bf16 autocast, channels_last,
+one class per run (the legacy mode), on tiny models with fixed seeds."""
+import pytest
+import torch
+import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
+
+from inversion import precision
+from inversion.class_inversion import (DeepInversionConfig, Jitter, PIIConfig, accepts_size, invert, legacy_mode,
+                                       resolve_stage_input, visualize_units, with_overrides)
+from inversion.models import Classifier, InputConfig
+
+SMALL = InputConfig(input_size=(3, 16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=4)
+FAST = PIIConfig(steps_per_stage=4, stages=3, copies=2, lr=0.05)
+
+
+def frozen(net: nn.Module, name: str) -> Classifier:
+    model = Classifier(net, SMALL, name).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def tiny_cnn() -> Classifier:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    net[-1].weight.data.mul_(20)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return frozen(net, "tiny-cnn")
+
+
+def tiny_vit() -> Classifier:
+    torch.manual_seed(0)
+    return frozen(VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0,
+                                    num_classes=4), "tiny-vit")
+
+
+def seen_sizes(model: nn.Module, config, targets=(0, 1)) -> list[int]:
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, inputs: sizes.append(inputs[0].shape[-1]))
+    try:
+        invert(model, list(targets), config, seed=0, progress=False)
+    finally:
+        hook.remove()
+    return sizes
+
+
+def test_fully_convolutional_model_sees_each_stage_at_its_own_size():
+    model = tiny_cnn()
+    assert accepts_size(model, 8) and resolve_stage_input(model, FAST) == "stage"
+    sizes = seen_sizes(model, FAST)
+    # the probe of "auto" sees the smallest stage once, then 4 steps at each of 8, 12, 16 px
+    assert sizes == [8] + [8] * 4 + [12] * 4 + [16] * 4
+    up = seen_sizes(model, with_overrides(FAST, stage_input="upsample"))
+    assert up == [16] * 12
+    result = invert(model, [0, 1], FAST, progress=False)
+    assert result.images.shape == (2, 3, 16, 16) and 0 <= result.images.min() and result.images.max() <= 1
+
+
+def test_fixed_size_models_keep_the_upsampling():
+    vit = tiny_vit()
+    assert not accepts_size(vit, 8)
+    assert resolve_stage_input(vit, FAST) == "upsample"
+    assert seen_sizes(vit, FAST) == [8] + [16] * 12  # the failed probe, then every step upsampled
+    with pytest.raises(Exception):
+        invert(vit, [0], with_overrides(FAST, stage_input="stage"), progress=False)
+    with pytest.raises(ValueError, match="stage_input"):
+        PIIConfig(stage_input="native")
+
+
+def test_jitter_range_shrinks_with_the_stage_it_is_applied_at():
+    config = PIIConfig(jitter=4)
+    assert config.transforms(16)[0].max_shift == 4
+    assert config.transforms(16, seen=8)[0].max_shift == 2
+    assert isinstance(PIIConfig().transforms(32, seen=8)[0], Jitter)
+    assert PIIConfig().transforms(32, seen=8)[0].max_shift == round(round(32 / 7) * 8 / 32)
+
+
+def test_legacy_mode_is_one_class_per_run_fp32_upsampled():
+    model = tiny_cnn()
+    legacy = legacy_mode(with_overrides(FAST, precision="bf16", channels_last=True))
+    assert (legacy.stage_input, legacy.targets_per_run, legacy.precision, legacy.channels_last) == \
+        ("upsample", 1, "fp32", False)
+    assert legacy.steps_per_stage == FAST.steps_per_stage and legacy.copies == FAST.copies
+    together = invert(model, [0, 1, 2], legacy, seed=3, progress=False)
+    one_by_one = [invert(model, [t], with_overrides(legacy, targets_per_run=None), seed=3 + i, progress=False)
+                  for i, t in enumerate([0, 1, 2])]
+    assert torch.equal(together.images, torch.cat([r.images for r in one_by_one]))
+    assert torch.equal(together.targets, torch.tensor([0, 1, 2]))
+    assert together.steps == FAST.total_steps and len(together.history["loss"]) == FAST.total_steps
+    assert abs(together.seconds - sum(r.seconds for r in one_by_one)) < 5 * max(r.seconds for r in one_by_one) + 1
+
+
+def test_bf16_is_deterministic_and_close_to_fp32():
+    model = tiny_cnn()
+    config = with_overrides(FAST, precision="bf16", channels_last=True)
+    a = invert(model, [0, 1, 2, 3], config, seed=0, progress=False)
+    b = invert(model, [0, 1, 2, 3], config, seed=0, progress=False)
+    assert torch.equal(a.images, b.images) and torch.equal(a.history["loss"], b.history["loss"])
+    assert a.images.dtype == torch.float32 and a.history["loss"].dtype == torch.float32
+    fp32 = invert(model, [0, 1, 2, 3], FAST, seed=0, progress=False)
+    assert not torch.equal(a.images, fp32.images)  # bf16 really ran
+    assert (a.history["loss"][:1] - fp32.history["loss"][:1]).abs().max() < 0.1  # same first step within bf16 error
+    di = with_overrides(DeepInversionConfig(steps=4, lr=0.05), precision="bf16")
+    r1, r2 = (invert(model, [0, 1], di, seed=1, progress=False) for _ in range(2))
+    assert torch.equal(r1.images, r2.images) and r1.history["bn_statistics"].dtype == torch.float32
+
+
+def test_channels_last_matches_fp32_within_float_tolerance_and_restores_the_layout():
+    model = tiny_cnn()
+    conv = model.net[0].weight
+    cl = invert(model, [0, 1], with_overrides(FAST, channels_last=True), seed=0, progress=False)
+    assert conv.is_contiguous() and model.net[0].weight.is_contiguous()
+    ref = invert(model, [0, 1], FAST, seed=0, progress=False)
+    assert torch.allclose(cl.history["loss"], ref.history["loss"], atol=1e-4)
+    assert (cl.images - ref.images).abs().max() < 1e-2
+
+
+def test_feature_visualization_takes_the_same_switches():
+    model = tiny_cnn()
+    config = with_overrides(FAST, precision="bf16")
+    a = visualize_units(model, "net.3", [0, 1], config, seed=0, progress=False)
+    b = visualize_units(model, "net.3", [0, 1], config, seed=0, progress=False)
+    assert torch.equal(a.images, b.images) and a.images.shape == (2, 3, 16, 16)
+
+
+def test_precision_switch_rejects_unknown_values():
+    with pytest.raises(ValueError, match="precision"):
+        PIIConfig(precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        precision.autocast("int8")
+    with pytest.raises(ValueError, match="targets_per_run"):
+        PIIConfig(targets_per_run=0)
