@@ -34,7 +34,7 @@ def gan_config(params: dict, logit_dim: int = 10, **overrides) -> FeedforwardCon
     """A :class:`FeedforwardConfig` from a notebook's plain ``gan`` dict (+ keyword overrides).
 
     Keys: ``steps, batch_size, lr, lr_d, betas, z_dim, embed_dim, g_widths, d_widths, d_downsample,
-    ema_decay, n_dis, n_train, pixel_weight, logit_weight, checkpoint_every, seed``; missing keys
+    ema_decay, n_dis, n_train, pixel_weight, logit_weight, checkpoint_every, seed, precision``; missing keys
     keep the defaults of the dataclasses.
     """
     p = {**params, **overrides}
@@ -54,7 +54,8 @@ def gan_config(params: dict, logit_dim: int = 10, **overrides) -> FeedforwardCon
         lr_g=lr, lr_d=p.get("lr_d", lr), betas=tuple(float(b) for b in p.get("betas", (0.0, 0.999))),
         n_dis=p.get("n_dis", 1), ema_decay=p.get("ema_decay", 0.999), pixel_weight=p.get("pixel_weight", 0.0),
         logit_weight=p.get("logit_weight", 0.0), n_train=p.get("n_train"),
-        checkpoint_every=p.get("checkpoint_every", 250), seed=p.get("seed", 0))
+        checkpoint_every=p.get("checkpoint_every", 250), seed=p.get("seed", 0),
+        precision=p.get("precision", "fp32"))
 
 
 def decoder_config(params: dict, logit_dim: int = 10) -> DecoderConfig:

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .. import precision as precision_switch
 from ..models.training import predict
 from ..paths import checkpoint_dir
 from .discriminator import DiscriminatorConfig, ProjectionDiscriminator
@@ -53,9 +54,16 @@ class FeedforwardConfig:
     n_train: int | None = 20000     # real training images (a seeded subset; None: all)
     checkpoint_every: int = 250
     seed: int = 0
+    precision: str = "fp32"         # "fp32" | "bf16": autocast of G's, D's and f's forward passes
+
+    def __post_init__(self):
+        precision_switch.check(self.precision)
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if fields["precision"] == "fp32":  # fp32 keeps the hashes of the generators cached before the field existed
+            del fields["precision"]
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @staticmethod
@@ -143,6 +151,45 @@ def _load_complete(path: Path, config: FeedforwardConfig, fingerprint: str,
     return TrainedInverse(G_ema.eval(), config, log, discriminator=D.eval(), raw_generator=G.eval())
 
 
+def train_step(G: LogitConditionedGenerator, D: ProjectionDiscriminator, opt_g: torch.optim.Optimizer,
+               opt_d: torch.optim.Optimizer, images: torch.Tensor, logits: torch.Tensor, rng: torch.Generator,
+               c: FeedforwardConfig, classifier: nn.Module | None = None,
+               device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One generator update after ``c.n_dis`` discriminator updates (hinge losses), batches drawn
+    from uint8 ``images`` and their ``logits`` with ``rng``; the forward passes run under
+    ``c.precision``. Returns the last D loss, the G loss and the reconstruction term."""
+    dev = torch.device(device)
+    cast = lambda: precision_switch.autocast(c.precision, dev)  # noqa: E731
+    for _ in range(c.n_dis):  # --- discriminator: hinge loss on real vs generated
+        idx = torch.randint(0, len(images), (c.batch_size,), generator=rng)
+        x, y = images[idx].float().div(255).to(dev), logits[idx].to(dev)
+        z = torch.randn(c.batch_size, c.generator.z_dim, generator=rng).to(dev)
+        with torch.no_grad(), cast():
+            fake = G(y, z)
+        with cast():
+            d_real, d_fake = D(x, y), D(fake, y)
+        d_loss = hinge_d_loss(d_real.float(), d_fake.float())
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+    z = torch.randn(c.batch_size, c.generator.z_dim, generator=rng).to(dev)  # --- generator
+    with cast():
+        fake = G(y, z)
+        d_fake = D(fake, y)
+    g_loss = hinge_g_loss(d_fake.float())
+    fake = fake.float()
+    recon = torch.zeros((), device=dev)
+    if c.pixel_weight:
+        recon = recon + c.pixel_weight * pixel_loss(fake, x)
+    if c.logit_weight:
+        with cast():
+            recon = recon + c.logit_weight * logit_reconstruction_loss(classifier, fake, y).float()
+    opt_g.zero_grad(set_to_none=True)
+    (g_loss + recon).backward()
+    opt_g.step()
+    return d_loss, g_loss, recon
+
+
 def train_inverse(classifier: nn.Module, images: torch.Tensor, config: FeedforwardConfig = FeedforwardConfig(),
                   checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
                   desc: str = "train G", stop_after: int | None = None,
@@ -204,27 +251,7 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
     start = time.time()
     with tqdm(total=c.steps, initial=step, desc=desc, leave=False) as bar:
         while step < end:
-            for _ in range(c.n_dis):  # --- discriminator: hinge loss on real vs generated
-                idx = torch.randint(0, len(images), (c.batch_size,), generator=rng)
-                x, y = images[idx].float().div(255).to(dev), logits[idx].to(dev)
-                z = torch.randn(c.batch_size, c.generator.z_dim, generator=rng).to(dev)
-                with torch.no_grad():
-                    fake = G(y, z)
-                d_loss = hinge_d_loss(D(x, y), D(fake, y))
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-            z = torch.randn(c.batch_size, c.generator.z_dim, generator=rng).to(dev)  # --- generator
-            fake = G(y, z)
-            g_loss = hinge_g_loss(D(fake, y))
-            recon = torch.zeros((), device=dev)
-            if c.pixel_weight:
-                recon = recon + c.pixel_weight * pixel_loss(fake, x)
-            if c.logit_weight:
-                recon = recon + c.logit_weight * logit_reconstruction_loss(classifier, fake, y)
-            opt_g.zero_grad(set_to_none=True)
-            (g_loss + recon).backward()
-            opt_g.step()
+            d_loss, g_loss, recon = train_step(G, D, opt_g, opt_d, images, logits, rng, c, classifier, dev)
             step += 1
             _ema_update(G_ema, G, min(c.ema_decay, (1 + step) / (10 + step)))
             log["d_loss"].append(d_loss.item()), log["g_loss"].append(g_loss.item())
