@@ -1,0 +1,204 @@
+"""The Triton kernels behind :mod:`.dead_leaves` and :mod:`.pii_augment` (imported only when used).
+
+The kernel bodies are plain functions compiled with ``triton.jit`` on first use, once per mode
+(compiled for the GPU, or interpreted on the CPU when ``TRITON_INTERPRET=1``), so the mode can
+change within one process (the tests switch it on per test). Kernels are launched with
+``enable_fp_fusion=False``: no fused multiply-adds, so every float operation rounds like its torch
+reference, and the discs' covering test agrees with the reference bit for bit.
+
+No annotation-time ``from __future__ import annotations`` here: Triton reads ``tl.constexpr``
+annotations from the function objects.
+"""
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from .backend import interpreting
+
+BLOCK_PIXELS = 256      # pixels per program (a power of two, as tl.arange needs)
+
+
+# --- dead leaves -----------------------------------------------------------------------------------
+
+def _render_discs_kernel(centers_ptr, radii_ptr, colors_ptr, background_ptr, out_ptr,
+                         K, C, H, W, BLOCK: tl.constexpr):
+    """One program: BLOCK pixels of image n; loops over the K discs keeping the topmost index."""
+    n = tl.program_id(0)
+    tile = tl.program_id(1)
+    offs = tile * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < H * W
+    row = offs // W
+    col = offs % W
+    px = col.to(tl.float32) + 0.5
+    py = row.to(tl.float32) + 0.5
+    top = tl.full([BLOCK], -1, tl.int32)
+    for k in range(K):
+        base = n * K + k
+        cx = tl.load(centers_ptr + base * 2)
+        cy = tl.load(centers_ptr + base * 2 + 1)
+        r = tl.load(radii_ptr + base)
+        dx = px - cx
+        dy = py - cy
+        d2 = dx * dx + dy * dy
+        top = tl.where(d2 <= r * r, k, top)
+    covered = top >= 0
+    safe = tl.where(covered, top, 0)
+    for c in range(C):
+        colour = tl.load(colors_ptr + (n * K + safe) * C + c, mask=valid & covered, other=0.0)
+        back = tl.load(background_ptr + n * C + c)
+        value = tl.where(covered, colour, back)
+        tl.store(out_ptr + (n * C + c) * H * W + offs, value, mask=valid)
+
+
+# --- PII augmentation ------------------------------------------------------------------------------
+
+def _pii_forward_kernel(x_ptr, shifts_ptr, mu_ptr, sigma_ptr, out_ptr, C, H, W, COPIES,
+                        BLOCK: tl.constexpr):
+    """One program: BLOCK pixels of copy nb, channel c: out = sigma * x[n, c, shifted] + mu."""
+    row = tl.program_id(0)                 # nb * C + c over the N * COPIES copies
+    tile = tl.program_id(1)
+    nb = row // C
+    c = row % C
+    n = nb // COPIES
+    offs = tile * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < H * W
+    i = offs // W
+    j = offs % W
+    dy = tl.load(shifts_ptr + nb * 2)       # in [0, H)
+    dx = tl.load(shifts_ptr + nb * 2 + 1)  # in [0, W)
+    si = i - dy
+    si = tl.where(si < 0, si + H, si)
+    sj = j - dx
+    sj = tl.where(sj < 0, sj + W, sj)
+    v = tl.load(x_ptr + (n * C + c) * H * W + si * W + sj, mask=valid, other=0.0)
+    s = tl.load(sigma_ptr + row)
+    m = tl.load(mu_ptr + row)
+    tl.store(out_ptr + row * H * W + offs, s * v + m, mask=valid)
+
+
+def _pii_backward_x_kernel(grad_ptr, shifts_ptr, sigma_ptr, out_ptr, C, H, W, COPIES,
+                           BLOCK: tl.constexpr, ACC: tl.constexpr):
+    """One program: BLOCK pixels of image n, channel c: dx = sum_b sigma[nb, c] * dy[nb, c, unshifted]."""
+    row = tl.program_id(0)                 # n * C + c over the N images
+    tile = tl.program_id(1)
+    n = row // C
+    c = row % C
+    offs = tile * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < H * W
+    i = offs // W
+    j = offs % W
+    acc = tl.zeros([BLOCK], ACC)
+    for b in range(COPIES):
+        nb = n * COPIES + b
+        dy = tl.load(shifts_ptr + nb * 2)
+        dx = tl.load(shifts_ptr + nb * 2 + 1)
+        oi = i + dy
+        oi = tl.where(oi >= H, oi - H, oi)
+        oj = j + dx
+        oj = tl.where(oj >= W, oj - W, oj)
+        g = tl.load(grad_ptr + (nb * C + c) * H * W + oi * W + oj, mask=valid, other=0.0)
+        s = tl.load(sigma_ptr + nb * C + c)
+        acc += (s * g).to(ACC)
+    tl.store(out_ptr + row * H * W + offs, acc, mask=valid)
+
+
+def _pii_backward_color_kernel(grad_ptr, x_ptr, shifts_ptr, grad_mu_ptr, grad_sigma_ptr, C, H, W, COPIES,
+                               BLOCK: tl.constexpr, ACC: tl.constexpr):
+    """One program per copy and channel: dmu = sum_ij dy, dsigma = sum_ij dy * x_shifted."""
+    row = tl.program_id(0)                 # nb * C + c
+    nb = row // C
+    c = row % C
+    n = nb // COPIES
+    dy = tl.load(shifts_ptr + nb * 2)
+    dx = tl.load(shifts_ptr + nb * 2 + 1)
+    acc_mu = tl.zeros([BLOCK], ACC)
+    acc_sigma = tl.zeros([BLOCK], ACC)
+    for start in range(0, H * W, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        valid = offs < H * W
+        i = offs // W
+        j = offs % W
+        si = i - dy
+        si = tl.where(si < 0, si + H, si)
+        sj = j - dx
+        sj = tl.where(sj < 0, sj + W, sj)
+        g = tl.load(grad_ptr + row * H * W + offs, mask=valid, other=0.0).to(ACC)
+        v = tl.load(x_ptr + (n * C + c) * H * W + si * W + sj, mask=valid, other=0.0).to(ACC)
+        acc_mu += g
+        acc_sigma += g * v
+    tl.store(grad_mu_ptr + row, tl.sum(acc_mu, axis=0))
+    tl.store(grad_sigma_ptr + row, tl.sum(acc_sigma, axis=0))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str, interpret: bool):
+    """``triton.jit`` of the kernel body ``name`` for one mode (the mode is read at decoration)."""
+    return triton.jit(globals()[name])
+
+
+def _kernel(name: str):
+    return _compiled(name, interpreting())
+
+
+_OPTIONS = {"enable_fp_fusion": False}
+
+
+def _launch_options() -> dict:
+    # the interpreter takes no compile options
+    return {} if interpreting() else dict(_OPTIONS)
+
+
+def _acc_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def render_discs_triton(centers: torch.Tensor, radii: torch.Tensor, colors: torch.Tensor,
+                        background: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`.dead_leaves.render_discs` on the Triton kernel (float32 geometry)."""
+    n, k, c = colors.shape
+    out = torch.empty(n, c, height, width, dtype=colors.dtype, device=colors.device)
+    if n == 0:
+        return out
+    grid = (n, triton.cdiv(height * width, BLOCK_PIXELS))
+    _kernel("_render_discs_kernel")[grid](
+        centers.to(torch.float32).contiguous(), radii.to(torch.float32).contiguous(), colors.contiguous(),
+        background.to(colors.dtype).contiguous(), out, k, c, height, width, BLOCK=BLOCK_PIXELS,
+        **_launch_options())
+    return out
+
+
+def pii_augment_forward_triton(x: torch.Tensor, shifts: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                               copies: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    out = torch.empty(n * copies, c, h, w, dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    grid = (n * copies * c, triton.cdiv(h * w, BLOCK_PIXELS))
+    _kernel("_pii_forward_kernel")[grid](x, shifts, mu, sigma, out, c, h, w, copies, BLOCK=BLOCK_PIXELS,
+                                         **_launch_options())
+    return out
+
+
+def pii_augment_backward_triton(grad: torch.Tensor, x: torch.Tensor, shifts: torch.Tensor, sigma: torch.Tensor,
+                                copies: int, need_x: bool, need_mu: bool, need_sigma: bool):
+    n, c, h, w = x.shape
+    acc = _acc_dtype(x.dtype)
+    grad_x = grad_mu = grad_sigma = None
+    if need_x:
+        grad_x = torch.empty_like(x)
+        if grad_x.numel():
+            grid = (n * c, triton.cdiv(h * w, BLOCK_PIXELS))
+            _kernel("_pii_backward_x_kernel")[grid](grad, shifts, sigma, grad_x, c, h, w, copies,
+                                                    BLOCK=BLOCK_PIXELS, ACC=acc, **_launch_options())
+    if need_mu or need_sigma:
+        sums_mu = torch.empty(n * copies, c, dtype=x.dtype, device=x.device)
+        sums_sigma = torch.empty_like(sums_mu)
+        if sums_mu.numel():
+            _kernel("_pii_backward_color_kernel")[(n * copies * c,)](
+                grad, x, shifts, sums_mu, sums_sigma, c, h, w, copies, BLOCK=BLOCK_PIXELS, ACC=acc,
+                **_launch_options())
+        grad_mu = sums_mu if need_mu else None
+        grad_sigma = sums_sigma if need_sigma else None
+    return grad_x, grad_mu, grad_sigma
