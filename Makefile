@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup study smoke paper test clean-runs
+.PHONY: setup study smoke paper test clean-runs zoo
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,9 @@ smoke: setup        ## every notebook in seconds (the same batch the tests run)
 
 paper: setup        ## the papers' scale: needs a GPU, ImageNet weights and images
 	$(PY) -m inversion.reproduce --profile paper
+
+zoo: setup          ## (re)train the committed mini zoo into data/zoo/mini (ONLY=name1,name2 for some)
+	$(PY) -m inversion.models.train_zoo --profile mini $(if $(ONLY),--only $(ONLY))
 
 test: setup         ## unit tests + the smoke profile of every notebook
 	$(PY) -m pytest

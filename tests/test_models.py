@@ -30,6 +30,38 @@ def test_cifar_resnet_reference_logits(depth):
     assert not any(p.requires_grad for p in model.parameters())
 
 
+# Reference logits of the first image, from ../shared/assets/cifar10-robust-resnets/README.md.
+ROBUST_REFERENCE = {
+    "resnet2b": ([4.2959, 3.1716, 0.3466, -2.4196, -0.4590, -3.8405, -2.9008, -2.8865, 3.3290, 1.3631], [0, 8]),
+    "resnet4b": ([3.3227, 5.5472, -1.2205, -1.6273, -3.0368, -4.2475, -3.1252, -2.0245, 4.1932, 2.1749], [1, 1]),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ROBUST_REFERENCE))
+def test_robust_resnet_reference_logits(arch):
+    model = load(f"cifar10-{arch}-linf")
+    x = (torch.arange(2 * 3 * 32 * 32).reshape(2, 3, 32, 32) % 97).float() / 96
+    with torch.no_grad():
+        logits = model(x)
+    expected, argmax = ROBUST_REFERENCE[arch]
+    assert torch.allclose(logits[0], torch.tensor(expected), atol=1e-3)
+    assert logits.argmax(1).tolist() == argmax
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    spec = get_spec(f"cifar10-{arch}-linf")
+    assert spec.robust_norm == "linf" and spec.robust_eps == pytest.approx(2 / 255)
+
+
+def test_robust_resnet_checks_the_file_hash(tmp_path, monkeypatch):
+    from inversion.models import robust_resnet
+
+    monkeypatch.setenv("CIFAR10_ROBUST_DIR", str(tmp_path))
+    torch.save({"state_dict": robust_resnet.RobustResNet("resnet2b").state_dict()}, tmp_path / "resnet2b.pth")
+    with pytest.raises(ValueError, match="sha256"):
+        robust_resnet.pretrained("resnet2b")
+    with pytest.raises(ValueError, match="robust ResNets"):
+        robust_resnet.RobustResNet("resnet3b")
+
+
 def test_cifar_resnet_depths_and_errors():
     assert sum(isinstance(m, torch.nn.Conv2d) for m in CifarResNet(20).modules()) == 19
     with pytest.raises(ValueError, match="6n\\+2"):
@@ -46,6 +78,9 @@ def test_registry_contents():
     trained = list_models(source="trained")
     assert {"cnn", "vit", "mlp", "cnn-robust", "cnn-smooth", "cnn-mixup", "judge-vgg"} <= set(trained)
     assert len(list_models(source="cifar10")) == 4 and len(list_models(dataset="imagenet")) >= 4
+    assert {"cifar10-vit", "cifar10-mixer", "cifar10-resnet20-robust", "cifar10-resnet20-smooth",
+            "cifar10-resnet20-mixup", "cifar10-judge-vgg"} <= set(list_models(source="trained", dataset="cifar10"))
+    assert list_models(source="cifar10-robust") == ["cifar10-resnet2b-linf", "cifar10-resnet4b-linf"]
     objectives = {get_spec(n).recipe.objective for n in trained}
     assert objectives == set(training.OBJECTIVES)
 

@@ -11,14 +11,17 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..precision import autocast, check as check_precision
+
 OBJECTIVES = ("standard", "label_smoothing", "mixup", "adversarial")
-TRAINING_CODE_VERSION = 2  # part of every checkpoint key: bump when training code changes results
+TRAINING_CODE_VERSION = 3  # part of every checkpoint key: bump when training code changes results
 
 
 @dataclass(frozen=True)
@@ -30,17 +33,23 @@ class Recipe:
     batch_size: int = 128
     lr: float = 3e-3                # AdamW peak learning rate (one-cycle schedule)
     weight_decay: float = 0.05
-    augment: bool = True            # random shift by up to 2 px (edge replicate) + horizontal flip
+    augment: bool = True            # random shift by up to max_shift px (edge replicate) + horizontal flip
+    max_shift: int = 2              # largest shift of the augmentation, pixels
     label_smoothing: float = 0.1    # used by objective="label_smoothing"
     mixup_alpha: float = 0.4        # Beta(alpha, alpha) mixing weight, objective="mixup"
     pgd_eps: float = 0.5            # L2 radius of the attack, in [0, 1] pixel units
     pgd_steps: int = 2              # PGD steps during training (evaluation uses more)
     n_train: int | None = None      # training images (None: the whole split)
     seed: int = 0
+    warmup: float = 0.1             # fraction of the steps the one-cycle schedule warms up
+    precision: str = "fp32"         # forward pass in "fp32" or "bf16" autocast (inversion.precision)
+    channels_last: bool = True      # NHWC memory for models with convolutions
+    init: str | None = None         # registered model whose weights start the training (fine-tuning)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
+        check_precision(self.precision)
 
     def key(self) -> str:
         blob = json.dumps({**dataclasses.asdict(self), "code": TRAINING_CODE_VERSION}, sort_keys=True)
@@ -48,21 +57,30 @@ class Recipe:
 
 
 def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-           step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+           step_size: float | None = None, generator: torch.Generator | None = None,
+           precision: str = "fp32") -> torch.Tensor:
     """L2 projected gradient ascent on the cross-entropy (Madry et al. 2018), images kept in [0, 1].
 
     Starts from a random point in the ball; step size 2.5 * eps / steps.
+    ``generator`` seeds the random start; the noise is always drawn on the input's device (a
+    generator on another device seeds a fresh one there). ``precision`` is the forward pass's
+    autocast mode (the perturbation itself stays float32).
     """
     step_size = step_size or 2.5 * eps / steps
     was_training = model.training
     model.eval()
+    if generator is not None and generator.device != x.device:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        generator = torch.Generator(device=x.device).manual_seed(seed)
     noise = torch.randn(x.shape, generator=generator, device=x.device)
     noise = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * eps * torch.rand(
         len(x), 1, 1, 1, generator=generator, device=x.device)
     delta = ((x + noise).clamp(0, 1) - x).detach()
     for _ in range(steps):
         delta.requires_grad_(True)
-        loss = F.cross_entropy(model(x + delta), y)
+        with autocast(precision, x.device):
+            logits = model(x + delta)
+        loss = F.cross_entropy(logits.float(), y)
         (grad,) = torch.autograd.grad(loss, delta)
         grad = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         delta = delta.detach() + step_size * grad
@@ -90,25 +108,35 @@ def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
                generator: torch.Generator) -> torch.Tensor:
-    """The training loss of one batch under the recipe's objective."""
+    """The training loss of one batch under the recipe's objective (forward in the recipe's precision)."""
+    def forward(inputs):
+        with autocast(recipe.precision, inputs.device):
+            return model(inputs).float()
+
     if recipe.objective == "label_smoothing":
-        return F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
+        return F.cross_entropy(forward(x), y, label_smoothing=recipe.label_smoothing)
     if recipe.objective == "mixup":
         lam = float(torch.distributions.Beta(recipe.mixup_alpha, recipe.mixup_alpha).sample())
-        perm = torch.randperm(len(x), generator=generator)
-        logits = model(lam * x + (1 - lam) * x[perm])
+        perm = torch.randperm(len(x), generator=generator).to(x.device)
+        logits = forward(lam * x + (1 - lam) * x[perm])
         return lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
     if recipe.objective == "adversarial":
-        x = pgd_l2(model, x, y, recipe.pgd_eps, recipe.pgd_steps, generator=generator)
-    return F.cross_entropy(model(x), y)
+        x = pgd_l2(model, x, y, recipe.pgd_eps, recipe.pgd_steps, generator=generator,
+                   precision=recipe.precision)
+    return F.cross_entropy(forward(x), y)
 
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
-          device: str | torch.device = "cpu", desc: str = "train") -> dict:
+          device: str | torch.device = "cpu", desc: str = "train",
+          resume_file: str | Path | None = None, save_every: int = 200) -> dict:
     """Train ``model`` (a :class:`Classifier`, input in [0, 1]) in place; returns a training log.
 
     ``images`` are uint8 (N, 3, H, W); batches are converted to float on the fly. AdamW with a
-    one-cycle cosine schedule (10% warm-up). Deterministic for a given seed on one machine.
+    one-cycle cosine schedule (``recipe.warmup`` warm-up). Deterministic for a given seed on one
+    machine and thread count. With ``resume_file``, the complete training state (weights,
+    optimizer, schedule, random generators, position in the epoch) is saved there every
+    ``save_every`` steps and training resumes from it, giving the same weights as an
+    uninterrupted run; the file is removed when training ends.
     """
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -116,44 +144,72 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
         keep = torch.randperm(len(labels), generator=generator)[:recipe.n_train]
         images, labels = images[keep], labels[keep]
     # channels-last memory is ~1.35x faster for these small convnets on CPU (measured)
-    memory_format = torch.channels_last if any(isinstance(m, nn.Conv2d) for m in model.modules()) \
-        else torch.contiguous_format
+    channels_last = recipe.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format).train()
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     total = max(1, round(recipe.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.1)
-    losses, start, step = [], time.time(), 0
-    with tqdm(total=total, desc=desc, leave=False) as bar:
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=recipe.warmup)
+    losses, step, order, position, elapsed = [], 0, None, 0, 0.0
+    resume_file = Path(resume_file) if resume_file else None
+    if resume_file is not None and resume_file.is_file():
+        state = torch.load(resume_file, map_location="cpu", weights_only=True)
+        if state["recipe_key"] != recipe.key():
+            raise ValueError(f"{resume_file} belongs to another recipe; delete it to start over")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        losses, step, order, position, elapsed = (state["losses"], state["step"], state["order"],
+                                                 state["position"], state["elapsed"])
+        model.to(device, memory_format=memory_format).train()
+
+    def save_state():
+        tmp = resume_file.with_suffix(".tmp")
+        torch.save({"recipe_key": recipe.key(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "losses": losses, "step": step, "order": order,
+                    "position": position, "elapsed": elapsed + time.time() - start}, tmp)
+        tmp.replace(resume_file)
+
+    if resume_file is not None:
+        resume_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with tqdm(total=total, initial=step, desc=desc, leave=False) as bar:
         while step < total:
-            order = torch.randperm(len(labels), generator=generator)
-            for i in range(0, len(order), recipe.batch_size):
-                if step == total:
-                    break
-                idx = order[i:i + recipe.batch_size]
-                x = images[idx].float().div_(255)
-                if recipe.augment:
-                    x = augment(x, generator)
-                x, y = x.to(device).contiguous(memory_format=memory_format), labels[idx].to(device)
-                loss = batch_loss(model, x, y, recipe, generator)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                step += 1
-                bar.update()
-                if step % 20 == 0:
-                    bar.set_postfix(loss=f"{sum(losses[-20:]) / 20:.3f}")
+            if order is None or position >= len(order):
+                order, position = torch.randperm(len(labels), generator=generator), 0
+            idx = order[position:position + recipe.batch_size]
+            position += recipe.batch_size
+            x = images[idx].float().div_(255)
+            if recipe.augment:
+                x = augment(x, generator, recipe.max_shift)
+            x, y = x.to(device).contiguous(memory_format=memory_format), labels[idx].to(device)
+            loss = batch_loss(model, x, y, recipe, generator)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / 20:.3f}")
+            if resume_file is not None and step % save_every == 0 and step < total:
+                save_state()
+    if resume_file is not None:
+        resume_file.unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format).eval()
-    return {"train_seconds": time.time() - start, "steps": total, "final_loss": sum(losses[-50:]) / len(losses[-50:]),
-            "loss_history": losses}
+    return {"train_seconds": elapsed + time.time() - start, "steps": total,
+            "final_loss": sum(losses[-50:]) / len(losses[-50:]), "loss_history": losses}
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500,
             device: str | torch.device = "cpu") -> torch.Tensor:
-    """Logits for uint8 or float images (float expected in [0, 1])."""
+    """Logits (float32, fp32 forward) for uint8 or float images (float expected in [0, 1])."""
     model.eval().to(device)
     out = []
     for i in range(0, len(images), batch_size):
