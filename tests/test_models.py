@@ -196,3 +196,14 @@ def test_timm_loader_uses_local_checkpoint(tmp_path, monkeypatch):
     torch.save({"model": robust}, tmp_path / f"{spec.name}.pt")
     with torch.no_grad():
         assert torch.allclose(load(spec.name, "paper")(x), expected, atol=1e-5)
+
+
+def test_pgd_linf_stays_in_box_and_raises_loss():
+    model = Classifier(architectures.resnet((8, 8, 8), (1, 1, 1)), InputConfig()).eval()
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    adv = training.pgd_linf(model, x, y, eps=4 / 255, steps=5, generator=torch.Generator().manual_seed(0))
+    assert adv.min() >= 0 and adv.max() <= 1 and (adv - x).abs().max() <= 4 / 255 + 1e-6
+    with torch.no_grad():
+        assert F.cross_entropy(model(adv), y) > F.cross_entropy(model(x), y)
+    with pytest.raises(ValueError, match="norm"):
+        training.robust_accuracy(model, (x * 255).byte(), y, eps=0.1, norm="l1")

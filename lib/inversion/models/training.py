@@ -91,6 +91,30 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
     return (x + delta).detach()
 
 
+def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+             step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """L-inf PGD on the cross-entropy (Madry et al. 2018): signed-gradient steps, random start in the box.
+
+    Step size 2.5 * eps / steps; images kept in [0, 1]; noise drawn on the input's device.
+    """
+    step_size = step_size or 2.5 * eps / steps
+    was_training = model.training
+    model.eval()
+    if generator is not None and generator.device != x.device:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+    noise = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * eps
+    delta = ((x + noise).clamp(0, 1) - x).detach()
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = F.cross_entropy(model(x + delta), y)
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + step_size * grad.sign()).clamp(-eps, eps)
+        delta = ((x + delta).clamp(0, 1) - x).detach()
+    model.train(was_training)
+    return (x + delta).detach()
+
+
 def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Random translation (edge-replicate padding, random crop) and horizontal flip, per image."""
     n, _, h, w = x.shape
@@ -225,14 +249,17 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, **kwa
 
 def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
                     steps: int = 10, batch_size: int = 250, seed: int = 0,
-                    device: str | torch.device = "cpu") -> float:
-    """Accuracy on L2 PGD adversarial examples (``steps`` steps, radius ``eps``)."""
+                    device: str | torch.device = "cpu", norm: str = "l2") -> float:
+    """Accuracy on PGD adversarial examples (``steps`` steps, radius ``eps`` in the ``norm`` "l2" or "linf")."""
+    attacks = {"l2": pgd_l2, "linf": pgd_linf}
+    if norm not in attacks:
+        raise ValueError(f"norm must be one of {sorted(attacks)}, not {norm!r}")
     generator = torch.Generator(device=device).manual_seed(seed)
     correct = 0
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].float().div(255).to(device)
         y = labels[i:i + batch_size].to(device)
-        adv = pgd_l2(model, x, y, eps, steps, generator=generator)
+        adv = attacks[norm](model, x, y, eps, steps, generator=generator)
         with torch.no_grad():
             correct += (model(adv).argmax(1) == y).sum().item()
     return correct / len(images)
