@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup study smoke paper test clean-runs zoo
+.PHONY: setup study smoke paper test html paper-dry clean-runs zoo
 
 setup:
 	@bash scripts/setup.sh
@@ -22,5 +22,13 @@ zoo: setup          ## (re)train the committed mini zoo into data/zoo/mini (ONLY
 test: setup         ## unit tests + the smoke profile of every notebook
 	$(PY) -m pytest
 
+PROFILE ?= mini
+html: setup         ## the executed notebooks of a profile (default mini) as self-contained HTML in data/html/
+	$(PY) -m inversion.reproduce --profile $(PROFILE) --html
+
+DEVICE ?= cpu
+paper-dry: setup    ## the paper profile's models, sizes and code paths with tiny step counts (DEVICE=cuda for a GPU)
+	$(PY) scripts/paper_dry.py --device $(DEVICE)
+
 clean-runs:
-	rm -rf data/runs figures/smoke
+	rm -rf data/runs figures/smoke figures/paper-dry data/paper-dry

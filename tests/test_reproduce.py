@@ -68,12 +68,146 @@ def test_summary_rows(tmp_path, monkeypatch):
     out.mkdir(parents=True)
     (out / "metrics.json").write_text(json.dumps({"headline": {"cnn acc": 0.912345}}))
     (out / "fig_a.png").write_bytes(b"")
-    records = {"00_model_zoo": {"status": "ok", "seconds": 12.0, "commit": "abc123", "dirty": True}}
+    (out / "00_model_zoo.ipynb").write_text("{}")
+    records = {"00_model_zoo": {"status": "ok", "seconds": 12.0, "commit": "abc123", "dirty": True,
+                                "memory": {"max_rss_mb": 1536.0, "children_max_rss_mb": 512.0}}}
     text = reproduce.write_summary("smoke", records).read_text()
-    assert ("| 00_model_zoo | ok | 12 s | abc123 (modified) | cnn acc: 0.912 | [fig_a](00_model_zoo/fig_a.png) |"
-            in text)
+    assert ("| [00_model_zoo](00_model_zoo/00_model_zoo.ipynb) | ok | 12 s | 1.50 GiB RSS | abc123 (modified) "
+            "| cnn acc: 0.912 | [fig_a](00_model_zoo/fig_a.png) |" in text)
     for other in set(NOTEBOOKS) - {"00_model_zoo"}:
         assert f"| {other} | not run |" in text
+
+
+def test_peak_memory_prefers_cuda_and_the_largest_process():
+    assert reproduce.peak_memory({}) == ""
+    assert reproduce.peak_memory({"memory": {"max_rss_mb": 100.0, "children_max_rss_mb": 2048.0}}) == "2.00 GiB RSS"
+    assert (reproduce.peak_memory({"memory": {"cuda_max_allocated_mb": 512.0, "max_rss_mb": 1024.0}})
+            == "0.50 GiB cuda, 1.00 GiB RSS")
+
+
+def test_source_notebooks_have_no_outputs():
+    for name, path in NOTEBOOKS.items():
+        nb = nbformat.read(path, as_version=4)
+        with_outputs = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                        and (c.get("outputs") or c.get("execution_count") is not None)]
+        assert not with_outputs, f"{name}: cells {with_outputs} have outputs; commit sources stripped"
+
+
+def test_overrides_reach_nested_keys_and_reject_typos():
+    name = "02_feedforward_inversion"
+    params = reproduce.parameters(name, "paper", {"gan.steps": 3, "n_eval": 7})
+    assert params["gan"]["steps"] == 3 and params["n_eval"] == 7
+    assert params["gan"]["batch_size"] == reproduce.parameters(name, "paper")["gan"]["batch_size"]
+    assert reproduce.parameters(name, "paper")["gan"]["steps"] == 100000, "overrides must not leak"
+    with pytest.raises(KeyError, match="no parameter 'gan.stepz'"):
+        reproduce.parameters(name, "paper", {"gan.stepz": 3})
+    with pytest.raises(KeyError, match="no dict parameter"):
+        reproduce.parameters(name, "paper", {"n_eval.x": 3})
+
+
+def test_parse_overrides_targets_notebooks():
+    chosen = list(NOTEBOOKS)
+    out = reproduce.parse_overrides(["01:steps_per_stage=2", "gan.steps=4", "seed=1"], chosen)
+    assert out["01_pii_across_architectures"] == {"steps_per_stage": 2, "seed": 1}
+    assert out["02_feedforward_inversion"] == {"gan.steps": 4, "seed": 1}
+    assert "steps_per_stage" not in out.get("05_zero_shot_inversion", {})
+    assert reproduce.parse_overrides(["01:classes=[1, 2]"], chosen)["01_pii_across_architectures"] == {"classes": [1, 2]}
+    for bad, message in [("nokey", "wants"), ("01:nothere=1", "has no parameter"), ("zzz=1", "no chosen notebook has"),
+                         ("99:seed=1", "no chosen notebook matches")]:
+        with pytest.raises(SystemExit, match=message):
+            reproduce.parse_overrides([bad], chosen)
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("plain\n", "plain\n"),
+    ("a\n\r 10%|#  | 1/10\r 50%|## | 5/10\r100%|###| 10/10 [00:01, 9it/s]\n", "a\n100%|###| 10/10 [00:01, 9it/s]\n"),
+    ("\r  0%|  |\r         \r", ""),                   # a bar cleared on close (leave=False)
+    ("x\r\ny\n", "x\ny\n"),                           # Windows line ends are line ends
+    ("bar 1/2\rbar 2/2\ndone\n", "bar 2/2\ndone\n"),
+])
+def test_collapse_progress(text, shown):
+    assert reproduce.collapse_progress(text) == shown
+
+
+def _png(array) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _executed_notebook():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("for _ in tqdm(range(3)): pass")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="  0%|   | 0/3\r"),
+                    nbformat.v4.new_output("stream", name="stderr", text=" 67%|## | 2/3\r"),
+                    nbformat.v4.new_output("stream", name="stderr", text="100%|###| 3/3\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="result 1\n"),
+                    nbformat.v4.new_output("display_data", data={
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "w"})]
+    cell.metadata["papermill"] = {"start_time": "t0", "end_time": "t1", "duration": 1.5}
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), cell]
+    return nb
+
+
+def test_executed_copy_collapses_progress_and_records_provenance():
+    record = {"notebook": "00_model_zoo", "profile": "smoke", "commit": "abc123def456", "dirty": False,
+              "status": "ok", "seconds": 12.3, "overrides": {"seed": 1}}
+    source = _executed_notebook()
+    nb = reproduce.executed_copy(source, record)
+    assert source.cells[1].outputs[0].text == "  0%|   | 0/3\r", "the input notebook is left alone"
+    banner, title, cell = nb.cells
+    assert "executed-copy-note" in banner.metadata["tags"] and "abc123def456" in banner.source
+    assert "--profile smoke" in banner.source and '{"seed": 1}' in banner.source
+    assert title.source == "# title"
+    assert [(o.output_type, o.get("text")) for o in cell.outputs] == [
+        ("stream", "100%|###| 3/3\n"), ("stream", "result 1\n")]
+    assert cell.metadata["papermill"] == {"duration": 1.5}
+    assert nb.metadata["inversion"] == {"profile": "smoke", "commit": "abc123def456", "dirty": False,
+                                        "status": "ok", "seconds": 12.3, "overrides": {"seed": 1}}
+    nbformat.validate(nb)
+
+
+def test_fit_inline_images_shrinks_the_largest_until_it_fits():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show()")
+    noisy = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)     # ~270 kB as PNG
+    flat = np.full((50, 50, 3), 200, dtype=np.uint8)                 # a few hundred bytes
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png(noisy), "text/plain": "a"}),
+                    nbformat.v4.new_output("display_data", data={"image/png": _png(flat), "text/plain": "b"})]
+    nb.cells = [cell]
+    before = len(nbformat.writes(nb).encode())
+    assert before > 300_000
+    assert reproduce.fit_inline_images(nb, limit=10**7) == before, "a notebook within the limit is untouched"
+    size = reproduce.fit_inline_images(nb, limit=150_000)
+    assert size <= 150_000 and size == len(nbformat.writes(nb).encode())
+    big, small = (o.data for o in nb.cells[0].outputs)
+    assert small["image/png"] == _png(flat), "only the largest image is shrunk"
+    assert {"image/png", "image/jpeg"} & set(big) and big["text/plain"] == "a"
+
+
+def test_render_html_embeds_the_executed_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "figures_dir", lambda profile: tmp_path / "figures" / profile)
+    import numpy as np
+
+    nb = _executed_notebook()
+    nb.cells[1].outputs.append(nbformat.v4.new_output(
+        "display_data", data={"image/png": _png(np.zeros((8, 8, 3), dtype=np.uint8)), "text/plain": "fig"}))
+    dest = tmp_path / "figures" / "smoke" / "00_model_zoo" / "00_model_zoo.ipynb"
+    dest.parent.mkdir(parents=True)
+    nbformat.write(nb, dest)
+    (written,) = reproduce.render_html("smoke", tmp_path / "html")
+    html = written.read_text()
+    assert written.name == "00_model_zoo.html" and "data:image/png;base64," in html and "result 1" in html
+    with pytest.raises(FileNotFoundError, match="run the mini profile first"):
+        reproduce.render_html("mini", tmp_path / "html")
 
 
 def test_code_version_names_the_commit():

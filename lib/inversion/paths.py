@@ -1,7 +1,8 @@
 """Where the study keeps things: the repository root, data, checkpoints, figures, runs.
 
 Every location can be moved with an environment variable, so a user can point the study at
-a big disk (``INVERSION_DATA``) or at a folder of already-downloaded files.
+a big disk (``INVERSION_DATA``) or at a folder of already-downloaded files; ``INVERSION_FIGURES``
+moves the results folder.
 """
 from __future__ import annotations
 
@@ -33,8 +34,19 @@ def checkpoint_dir(profile: str) -> Path:
     return data_dir() / "checkpoints" / profile
 
 
+def figures_root() -> Path:
+    """The folder holding one results folder per profile: ``INVERSION_FIGURES`` or ``figures/``.
+
+    Moved only by runs that must not overwrite a profile's results, e.g. the paper-shaped dry
+    run (``scripts/paper_dry.py``), which writes its ``paper`` results elsewhere.
+    """
+    env = os.environ.get("INVERSION_FIGURES")
+    return Path(env).resolve() if env else repo_root() / "figures"
+
+
 def figures_dir(profile: str) -> Path:
-    return repo_root() / "figures" / profile
+    """Results (figures, tables, ``metrics.json``, executed notebooks) of one profile."""
+    return figures_root() / profile
 
 
 def runs_dir(profile: str) -> Path:
