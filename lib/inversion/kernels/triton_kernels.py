@@ -6,6 +6,10 @@ change within one process (the tests switch it on per test). Kernels are launche
 ``enable_fp_fusion=False``: no fused multiply-adds, so every float operation rounds like its torch
 reference, and the discs' covering test agrees with the reference bit for bit.
 
+Only Triton builtins are used inside the kernels (``tl.full`` rather than ``tl.zeros``,
+``tl.reduce`` with our own ``_add`` rather than ``tl.sum``), because the library's ``@jit`` helpers
+cannot run in the interpreter unless ``TRITON_INTERPRET=1`` was set before ``import triton``.
+
 No annotation-time ``from __future__ import annotations`` here: Triton reads ``tl.constexpr``
 annotations from the function objects.
 """
@@ -18,6 +22,13 @@ import triton.language as tl
 from .backend import interpreting
 
 BLOCK_PIXELS = 256      # pixels per program (a power of two, as tl.arange needs)
+
+
+@triton.jit
+def _add(a, b):
+    """The combine function of the sums (``tl.sum`` is a library ``@jit`` function, which the
+    interpreter cannot call unless ``TRITON_INTERPRET=1`` was set before Triton was imported)."""
+    return a + b
 
 
 # --- dead leaves -----------------------------------------------------------------------------------
@@ -89,7 +100,7 @@ def _pii_backward_x_kernel(grad_ptr, shifts_ptr, sigma_ptr, out_ptr, C, H, W, CO
     valid = offs < H * W
     i = offs // W
     j = offs % W
-    acc = tl.zeros([BLOCK], ACC)
+    acc = tl.full([BLOCK], 0.0, ACC)
     for b in range(COPIES):
         nb = n * COPIES + b
         dy = tl.load(shifts_ptr + nb * 2)
@@ -113,8 +124,8 @@ def _pii_backward_color_kernel(grad_ptr, x_ptr, shifts_ptr, grad_mu_ptr, grad_si
     n = nb // COPIES
     dy = tl.load(shifts_ptr + nb * 2)
     dx = tl.load(shifts_ptr + nb * 2 + 1)
-    acc_mu = tl.zeros([BLOCK], ACC)
-    acc_sigma = tl.zeros([BLOCK], ACC)
+    acc_mu = tl.full([BLOCK], 0.0, ACC)
+    acc_sigma = tl.full([BLOCK], 0.0, ACC)
     for start in range(0, H * W, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         valid = offs < H * W
@@ -128,8 +139,8 @@ def _pii_backward_color_kernel(grad_ptr, x_ptr, shifts_ptr, grad_mu_ptr, grad_si
         v = tl.load(x_ptr + (n * C + c) * H * W + si * W + sj, mask=valid, other=0.0).to(ACC)
         acc_mu += g
         acc_sigma += g * v
-    tl.store(grad_mu_ptr + row, tl.sum(acc_mu, axis=0))
-    tl.store(grad_sigma_ptr + row, tl.sum(acc_sigma, axis=0))
+    tl.store(grad_mu_ptr + row, tl.reduce(acc_mu, 0, _add))
+    tl.store(grad_sigma_ptr + row, tl.reduce(acc_sigma, 0, _add))
 
 
 @functools.lru_cache(maxsize=None)
