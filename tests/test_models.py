@@ -207,3 +207,19 @@ def test_pgd_linf_stays_in_box_and_raises_loss():
         assert F.cross_entropy(model(adv), y) > F.cross_entropy(model(x), y)
     with pytest.raises(ValueError, match="norm"):
         training.robust_accuracy(model, (x * 255).byte(), y, eps=0.1, norm="l1")
+
+
+@pytest.mark.parametrize("name", list_models(source="timm"))
+def test_timm_input_config_is_timms_own(name):
+    """Mean, std, input size and interpolation of every timm model come from timm's data config."""
+    import timm
+    from timm.data import resolve_model_data_config
+
+    spec = get_spec(name)
+    if name in ("imagenet-resnet50", "imagenet-deit-s"):  # build two (cheap) to compare with the model's config
+        cfg = resolve_model_data_config(timm.create_model(spec.timm_name, pretrained=False))
+        assert spec.config.input_size == tuple(cfg["input_size"]) and spec.config.mean == tuple(cfg["mean"])
+        assert spec.config.std == tuple(cfg["std"]) and spec.config.interpolation == cfg["interpolation"]
+    assert spec.config.num_classes == 1000
+    if name == "imagenet-vit-b16":  # the augreg ViT was trained with mean = std = 0.5, not ImageNet's statistics
+        assert spec.config.mean == (0.5, 0.5, 0.5)

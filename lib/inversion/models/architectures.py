@@ -24,6 +24,7 @@ class InputConfig:
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     num_classes: int = 10
     class_names: tuple[str, ...] = field(default=(), compare=False)
+    interpolation: str = "bilinear"   # how images are resized to input_size (timm's data config)
 
 
 class Classifier(nn.Module):

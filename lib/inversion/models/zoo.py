@@ -151,6 +151,20 @@ register(ModelSpec("cifar10-resnet20-mixup", "cnn", "trained", _resnet20, config
                    description="the real ResNet-20, fine-tuned with mixup (alpha 0.4)"))
 
 # --- the paper profile's ImageNet classifiers through timm ------------------------------------------
+def timm_input_config(timm_name: str) -> InputConfig:
+    """Input size, mean, std and interpolation of a timm model, from timm's own data config.
+
+    The same values as ``timm.data.resolve_model_data_config(model)``, read from the model's
+    pretrained config without building the model.
+    """
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    cfg = resolve_data_config({}, pretrained_cfg=get_pretrained_cfg(timm_name).to_dict())
+    return InputConfig(input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+                       num_classes=1000, interpolation=cfg["interpolation"])
+
+
 for _name, _timm, _family, _desc in [
     ("imagenet-resnet50", "resnet50.tv_in1k", "cnn", "ResNet-50 (torchvision weights)"),
     ("imagenet-vit-b16", "vit_base_patch16_224.augreg_in21k_ft_in1k", "vit", "ViT-B/16 at 224"),
@@ -161,9 +175,8 @@ for _name, _timm, _family, _desc in [
      "ResNet-50 L2-robust (eps 3, Madry lab 'robustness'); needs a local checkpoint file"),
 ]:
     register(ModelSpec(_name, _family, "timm", lambda t=_timm: _timm_model(t, pretrained=False),
-                       config=InputConfig(input_size=(3, 224, 224), mean=(0.485, 0.456, 0.406),
-                                          std=(0.229, 0.224, 0.225), num_classes=1000),
-                       dataset="imagenet", timm_name=_timm, description=_desc))
+                       config=timm_input_config(_timm), dataset="imagenet", timm_name=_timm,
+                       description=_desc))
 
 
 def _timm_model(timm_name: str, pretrained: bool) -> nn.Module:
