@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from inversion.class_inversion.augmentations import ColorShift, Ensemble, Jitter
-from inversion.kernels import (draw_pii_parameters, pii_augment, pii_augment_random, pii_augment_reference,
-                               render_discs, render_discs_reference, resolve, triton_available)
+from inversion.kernels import (SHAPES, draw_pii_parameters, pii_augment, pii_augment_random, pii_augment_reference,
+                               render_discs, render_discs_reference, render_shapes, render_shapes_reference, resolve,
+                               triton_available)
 
 
 @pytest.fixture
@@ -28,6 +29,19 @@ def random_discs(n, k, c, h, w, seed, max_radius=8.0):
     colors = torch.rand(n, k, c, generator=g)
     background = torch.rand(n, c, generator=g)
     return centers, radii, colors, background
+
+
+def random_shapes(n, k, c, h, w, seed, shaded=True, background_image=True):
+    """Random shapes of every kind in unit coordinates (as zeroshot.synthetic draws them)."""
+    g = torch.Generator().manual_seed(seed)
+    params = dict(centers=torch.rand(n, k, 2, generator=g), sizes=0.06 + 0.32 * torch.rand(n, k, 2, generator=g),
+                  colors=torch.rand(n, k, c, generator=g),
+                  background=torch.rand((n, c, h, w) if background_image else (n, c), generator=g))
+    options = dict(kinds=torch.randint(0, len(SHAPES), (n, k), generator=g),
+                   angles=3.14159 * torch.rand(n, k, generator=g),
+                   gradients=0.3 * torch.randn(n, k, 2, generator=g) if shaded else None,
+                   xs=torch.linspace(0, 1, w), ys=torch.linspace(0, 1, h))
+    return params, options
 
 
 def mask_render(centers, radii, colors, background, h, w):
@@ -100,6 +114,41 @@ def test_render_discs_reference_equals_mask_formula_and_painter_order():
     assert render_discs(centers.flip(1), radii.flip(1), colors.flip(1), torch.tensor([[-1.0]]), 4, 6)[0, 0, 1, 2] == 1.0
 
 
+def test_render_shapes_reference_equals_the_full_mask_formula():
+    """Against an (N, K, H, W) rendering written independently (division by the half-extents,
+    torch.abs, per-layer colours), as zeroshot.synthetic paints random shapes."""
+    n, k, c, h, w = 2, 9, 3, 21, 18
+    params, options = random_shapes(n, k, c, h, w, seed=5)
+    got = render_shapes_reference(**params, height=h, width=w, **options, chunk_elements=n * 4 * h * w)
+    yy, xx = torch.meshgrid(options["ys"], options["xs"], indexing="ij")
+    centers, half = params["centers"], params["sizes"]
+    dx, dy = xx - centers[..., 0, None, None], yy - centers[..., 1, None, None]
+    cos, sin = options["angles"].cos()[..., None, None], options["angles"].sin()[..., None, None]
+    u = (cos * dx + sin * dy) / half[..., 0, None, None]
+    v = (-sin * dx + cos * dy) / half[..., 1, None, None]
+    masks = {0: dx ** 2 + dy ** 2 <= half[..., 0, None, None] ** 2, 1: u ** 2 + v ** 2 <= 1,
+             2: (u.abs() <= 1) & (v.abs() <= 1), 3: (v >= -1) & (v <= 1) & (u.abs() <= (1 - v) / 2)}
+    kind = options["kinds"][..., None, None]
+    inside = torch.zeros_like(masks[0])
+    for code, mask in masks.items():
+        inside = torch.where(kind == code, mask, inside)
+    g = options["gradients"]
+    layers = (params["colors"][..., None, None] + g[..., 0, None, None, None] * yy
+              + g[..., 1, None, None, None] * xx).clamp(0, 1)                        # (n, k, c, h, w)
+    want = params["background"].clone()
+    for layer in range(k):
+        want = torch.where(inside[:, layer, None], layers[:, layer], want)
+    close = (got - want).abs().amax(dim=1) <= 1e-6
+    assert close.float().mean() >= 0.995                   # only rounding-boundary pixels may differ
+    # the kinds differ where they should: a disc is not a square, and the triangle's apex is at v = 1
+    one = dict(centers=torch.tensor([[[5.0, 5.0]]]), sizes=torch.tensor([[[4.0, 4.0]]]),
+               colors=torch.ones(1, 1, 1), background=torch.zeros(1, 1), height=10, width=10)
+    area = {name: render_shapes(**one, kinds=torch.tensor([[code]])).sum().item() for code, name in enumerate(SHAPES)}
+    assert area["rectangle"] == 64 and 44 <= area["disc"] == area["ellipse"] <= 56 and 28 <= area["triangle"] <= 36
+    triangle = render_shapes(**one, kinds=torch.tensor([[3]]))[0, 0]
+    assert triangle[1].sum() > triangle[7].sum() > 0          # wide at y = 1.5 (v < 0), narrow at y = 7.5
+
+
 def test_dispatch_and_errors(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x = torch.rand(1, 3, 4, 4)
@@ -128,10 +177,19 @@ def test_render_discs_kernel_equals_reference(interpreter, n, k, c, h, w):
 
 
 @pytest.mark.kernels
+@pytest.mark.parametrize("c,shaded,background_image", [(3, True, True), (1, False, False), (3, True, False)])
+def test_render_shapes_kernel_equals_reference(interpreter, c, shaded, background_image):
+    n, k, h, w = 2, 13, 15, 21
+    params, options = random_shapes(n, k, c, h, w, seed=c, shaded=shaded, background_image=background_image)
+    got = render_shapes(**params, height=h, width=w, **options, backend="triton")
+    assert torch.equal(got, render_shapes(**params, height=h, width=w, **options, backend="torch"))
+
+
+@pytest.mark.kernels
 @pytest.mark.parametrize("c,per_copy,color_shift", [(3, False, True), (1, True, True), (3, False, False)])
 def test_pii_kernel_forward_backward_equal_reference(interpreter, c, per_copy, color_shift):
     g = torch.Generator().manual_seed(c)
-    n, copies, h, w = 3, 5, 11, 13                                  # N * B = 15, H * W = 143
+    n, copies, h, w = 3, 5 if c == 1 else 3, 11, 13                 # N * B = 15 or 9, H * W = 143
     x = torch.rand(n, c, h, w, generator=g, requires_grad=True)
     shifts = torch.randint(-12, 13, (n * copies if per_copy else n, 2), generator=g)
     mu = sigma = None

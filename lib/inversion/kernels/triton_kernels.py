@@ -31,34 +31,60 @@ def _add(a, b):
     return a + b
 
 
-# --- dead leaves -----------------------------------------------------------------------------------
+# --- dead leaves and random shapes -----------------------------------------------------------------------------------
 
-def _render_discs_kernel(centers_ptr, radii_ptr, colors_ptr, background_ptr, out_ptr,
-                         K, C, H, W, BLOCK: tl.constexpr):
-    """One program: BLOCK pixels of image n; loops over the K discs keeping the topmost index."""
+def _render_shapes_kernel(centers_ptr, half_ptr, inverse_ptr, cos_ptr, sin_ptr, kinds_ptr, colors_ptr,
+                          gradients_ptr, background_ptr, xs_ptr, ys_ptr, out_ptr, K, C, H, W,
+                          SHADED: tl.constexpr, BACKGROUND_IMAGE: tl.constexpr, BLOCK: tl.constexpr):
+    """One program: BLOCK pixels of image n; loops over the K shapes keeping the topmost index,
+    then writes that shape's (flat or shaded) colour, or the background."""
     n = tl.program_id(0)
     tile = tl.program_id(1)
     offs = tile * BLOCK + tl.arange(0, BLOCK)
     valid = offs < H * W
     row = offs // W
     col = offs % W
-    px = col.to(tl.float32) + 0.5
-    py = row.to(tl.float32) + 0.5
+    x = tl.load(xs_ptr + col, mask=valid, other=0.0)
+    y = tl.load(ys_ptr + row, mask=valid, other=0.0)
     top = tl.full([BLOCK], -1, tl.int32)
     for k in range(K):
-        base = n * K + k
-        cx = tl.load(centers_ptr + base * 2)
-        cy = tl.load(centers_ptr + base * 2 + 1)
-        r = tl.load(radii_ptr + base)
-        dx = px - cx
-        dy = py - cy
-        d2 = dx * dx + dy * dy
-        top = tl.where(d2 <= r * r, k, top)
+        s = n * K + k
+        cx = tl.load(centers_ptr + s * 2)
+        cy = tl.load(centers_ptr + s * 2 + 1)
+        a = tl.load(half_ptr + s * 2)
+        kind = tl.load(kinds_ptr + s)
+        dx = x - cx
+        dy = y - cy
+        inside = dx * dx + dy * dy <= a * a                                  # disc
+        if kind != 0:
+            cs = tl.load(cos_ptr + s)
+            sn = tl.load(sin_ptr + s)
+            u = (cs * dx + sn * dy) * tl.load(inverse_ptr + s * 2)
+            v = (-sn * dx + cs * dy) * tl.load(inverse_ptr + s * 2 + 1)
+            au = tl.where(u < 0, -u, u)
+            av = tl.where(v < 0, -v, v)
+            if kind == 1:
+                inside = u * u + v * v <= 1.0                                 # ellipse
+            elif kind == 2:
+                inside = (au <= 1.0) & (av <= 1.0)                            # rectangle
+            else:
+                inside = (v >= -1.0) & (v <= 1.0) & (au <= (1.0 - v) * 0.5)   # triangle
+        top = tl.where(inside, k, top)
     covered = top >= 0
     safe = tl.where(covered, top, 0)
+    if SHADED:
+        gy = tl.load(gradients_ptr + (n * K + safe) * 2, mask=valid & covered, other=0.0)
+        gx = tl.load(gradients_ptr + (n * K + safe) * 2 + 1, mask=valid & covered, other=0.0)
     for c in range(C):
         colour = tl.load(colors_ptr + (n * K + safe) * C + c, mask=valid & covered, other=0.0)
-        back = tl.load(background_ptr + n * C + c)
+        if SHADED:
+            colour = colour + gy * y.to(colour.dtype) + gx * x.to(colour.dtype)
+            colour = tl.where(colour < 0.0, 0.0, colour)
+            colour = tl.where(colour > 1.0, 1.0, colour)
+        if BACKGROUND_IMAGE:
+            back = tl.load(background_ptr + (n * C + c) * H * W + offs, mask=valid, other=0.0)
+        else:
+            back = tl.load(background_ptr + n * C + c)
         value = tl.where(covered, colour, back)
         tl.store(out_ptr + (n * C + c) * H * W + offs, value, mask=valid)
 
@@ -165,18 +191,22 @@ def _acc_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def render_discs_triton(centers: torch.Tensor, radii: torch.Tensor, colors: torch.Tensor,
-                        background: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """:func:`.dead_leaves.render_discs` on the Triton kernel (float32 geometry)."""
-    n, k, c = colors.shape
+def render_shapes_triton(p: dict, n: int, k: int, c: int, height: int, width: int) -> torch.Tensor:
+    """:func:`.dead_leaves.render_shapes` on the Triton kernel, from the normalized parameters
+    ``p`` of ``dead_leaves._prepare`` (geometry in float32)."""
+    colors = p["colors"].contiguous()
     out = torch.empty(n, c, height, width, dtype=colors.dtype, device=colors.device)
-    if n == 0:
+    if out.numel() == 0:
         return out
+    f32 = {name: p[name].to(torch.float32).contiguous() for name in ("centers", "half", "inverse", "cos", "sin", "xs", "ys")}
+    shaded = p["gradients"] is not None
+    gradients = p["gradients"].contiguous() if shaded else colors     # unused pointer when flat
+    background = p["background"].contiguous()
     grid = (n, triton.cdiv(height * width, BLOCK_PIXELS))
-    _kernel("_render_discs_kernel")[grid](
-        centers.to(torch.float32).contiguous(), radii.to(torch.float32).contiguous(), colors.contiguous(),
-        background.to(colors.dtype).contiguous(), out, k, c, height, width, BLOCK=BLOCK_PIXELS,
-        **_launch_options())
+    _kernel("_render_shapes_kernel")[grid](
+        f32["centers"], f32["half"], f32["inverse"], f32["cos"], f32["sin"], p["kinds"].contiguous(), colors,
+        gradients, background, f32["xs"], f32["ys"], out, k, c, height, width,
+        SHADED=shaded, BACKGROUND_IMAGE=background.dim() == 4, BLOCK=BLOCK_PIXELS, **_launch_options())
     return out
 
 
