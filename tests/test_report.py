@@ -1,0 +1,75 @@
+"""Writing results: metrics.json, figures without dates, tables, image grids (known inputs)."""
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from inversion import paths, report
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("INVERSION_FIGURES", str(tmp_path / "figures"))
+    return tmp_path / "figures"
+
+
+def test_figures_root_follows_the_environment(results, monkeypatch):
+    assert paths.figures_dir("smoke") == results.resolve() / "smoke"
+    monkeypatch.delenv("INVERSION_FIGURES")
+    assert paths.figures_dir("mini") == paths.repo_root() / "figures" / "mini"
+
+
+def test_plain_rounds_and_converts():
+    value = {"a": np.float32(0.123456789), "b": torch.tensor([1.0, 2.5]), "c": np.int64(3),
+             "d": (np.float64("nan"), float("inf"), 0.0), 4: np.arange(2), "e": 1234567.891}
+    plain = report._plain(value)
+    assert math.isnan(plain["d"][0])
+    plain["d"][0] = None
+    assert plain == {"a": 0.123457, "b": [1.0, 2.5], "c": 3, "d": [None, float("inf"), 0], "4": [0, 1], "e": 1234570.0}
+    assert isinstance(report._plain(np.int64(3)), int)
+    assert json.dumps(report._plain(value), allow_nan=True)
+
+
+def test_metrics_merge_and_rewrite(results):
+    r = report.Report("07_test", "smoke")
+    r.metrics(headline={"acc": np.float64(0.5)}, table={"x": 1})
+    r.metrics(headline={"psnr": 20.0}, extra=[1, 2])
+    saved = json.loads((results / "smoke" / "07_test" / "metrics.json").read_text())
+    assert saved == {"notebook": "07_test", "profile": "smoke", "headline": {"acc": 0.5, "psnr": 20.0},
+                     "table": {"x": 1}, "extra": [1, 2]}
+
+
+def test_figure_bytes_do_not_depend_on_the_time(results):
+    r = report.Report("07_test", "smoke")
+    sizes = []
+    for _ in range(2):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1], [1, 0])
+        png = r.figure(fig, "fig_line", dpi=50)
+        plt.close(fig)
+        sizes.append(png.read_bytes())
+    assert sizes[0] == sizes[1], "regenerating an unchanged figure must change no byte of its PNG"
+    assert (results / "smoke" / "07_test" / "fig_line.pdf").is_file()
+
+
+def test_table_writes_csv(results):
+    r = report.Report("07_test", "smoke")
+    path = r.table(pd.DataFrame({"psnr": [12.345678]}, index=["cnn"]), "table_x")
+    assert path.read_text().splitlines() == [",psnr", "cnn,12.35"]
+
+
+def test_image_grid_keeps_values_and_pads():
+    images = torch.zeros(3, 3, 2, 2)
+    images[1] = 0.5
+    images[2] = 2.0                                  # out of range: clamped, not rescaled
+    grid = report.image_grid(images, nrow=3, padding=1, pad_value=1.0)
+    assert grid.shape == (4, 10, 3)                  # 1 + 2 + 1 rows; 1 + 3 * (2 + 1) columns
+    assert grid[1, 1, 0] == 0.0 and grid[1, 4, 0] == 0.5 and grid[1, 7, 0] == 1.0
+    assert (grid[0] == 1.0).all(), "padding has pad_value"
