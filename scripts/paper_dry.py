@@ -144,11 +144,28 @@ def referenced_models(blocks: dict[str, dict]) -> set[str]:
     return found
 
 
+def untrained_metrics(model, spec, device: str, n: int = COUNT) -> dict:
+    """Accuracy of an untrained model on the first ``n`` test images (robust accuracy too, where
+    the zoo records one), under the keys of the zoo's metadata."""
+    from inversion.models import zoo
+    from inversion.models.training import accuracy, robust_accuracy
+
+    test = zoo.test_set("paper", spec.dataset)
+    images, labels = test.images[:n], test.labels[:n]
+    metrics = {"test_accuracy": accuracy(model, images, labels, device=device),
+               "test_set": f"{spec.dataset} test, first {n} images (untrained model)"}
+    if spec.robust_eps is not None or spec.name == "cnn":
+        metrics["robust_accuracy"] = robust_accuracy(model, images, labels, eps=zoo.ROBUST_EPS, steps=2, device=device)
+        metrics["robust_attack"] = f"L2 PGD, eps={zoo.ROBUST_EPS}, 2 steps, first {n} test images"
+    return metrics
+
+
 def write_untrained_zoo(names: set[str], device: str) -> list[str]:
     """Untrained (seeded random) checkpoints of the paper profile's trained models, with metadata.
 
-    The metadata hold the real accuracies of the untrained models (``zoo.evaluate``), zero
-    training steps and ``"untrained": true``, so nothing downstream mistakes them for a zoo.
+    The metadata hold real (chance-level) accuracies of the untrained models on a few test
+    images, zero training steps and ``"untrained": true``, so nothing downstream mistakes them
+    for a zoo.
     """
     import dataclasses
 
@@ -167,7 +184,7 @@ def write_untrained_zoo(names: set[str], device: str) -> list[str]:
         spec = zoo.get_spec(name)
         torch.manual_seed(0)
         model = Classifier(spec.build(), spec.config, name).eval()
-        metrics = zoo.evaluate(model, spec, "paper", device)
+        metrics = untrained_metrics(model, spec, device)
         weights.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous().cpu() for k, v in model.net.state_dict().items()}, str(weights))
         recipe = zoo.scaled_recipe(spec, "paper")

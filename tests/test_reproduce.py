@@ -215,3 +215,49 @@ def test_code_version_names_the_commit():
     assert set(version) == {"commit", "dirty"}
     if version["commit"] is not None:  # a git checkout (CI clones one)
         assert len(version["commit"]) == 12 and isinstance(version["dirty"], bool)
+
+
+def _paper_dry():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paper_dry", repo_root() / "scripts" / "paper_dry.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_paper_dry_cuts_are_valid_overrides(name):
+    dry = _paper_dry()
+    paper = yaml.safe_load((repo_root() / "notebooks" / "profiles" / f"{name}.yaml").read_text())["paper"]
+    cut = dry.cuts(paper, "cpu", 2)
+    params = reproduce.parameters(name, "paper", cut)   # raises on a key the profile lacks
+
+    def walk(values, prefix=""):
+        for key, value in values.items():
+            if isinstance(value, dict):
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    for key, value in walk(params):
+        leaf = key.rsplit(".", 1)[-1]
+        if isinstance(value, int) and not isinstance(value, bool) and (leaf == "steps" or leaf.endswith("_steps")):
+            assert value <= dry.STEPS, f"{name}: {key}={value} is not cut"
+        if leaf == "device":
+            assert value == "cpu"
+    for key, value in walk(paper):
+        if isinstance(value, str) and key.rsplit(".", 1)[-1] != "device":
+            assert dict(walk(params))[key] == value, f"{name}: {key} (a model or code path) must not change"
+
+
+def test_paper_dry_cut_rules():
+    dry = _paper_dry()
+    cut = dry.cuts({"gan": {"steps": 100000, "batch_size": 64, "lr": 0.1}, "opt_record": [10, 100, 2000],
+                    "n_pool": 10000, "classes": [1, 9, 130], "ablation_other": ["no_zoom", "centering"],
+                    "stages": 7, "threads": 8, "train_missing": True, "objectives": {"a": "cnn"}}, "cuda", 2)
+    assert cut == {"gan.steps": 2, "gan.batch_size": 4, "opt_record": [1, 2], "n_pool": 100, "classes": [1, 9],
+                   "ablation_other": ["no_zoom"], "threads": 2}
+    assert "1 its" not in dry.slowest_loop("")
+    log = ("SNGAN: 100%|##| 2/2 [00:04<00:00,  2.00s/it]\nlatent search:  50%|#| 1/2 [00:10<00:10,  0.10it/s]\r")
+    assert dry.slowest_loop(log) == "latent search: 0.1 it/s (1 its in 10 s)"
