@@ -8,8 +8,9 @@ measures at 1x and at the larger budget:
   ``--gan-scale`` times longer, and the earlier mini recipe with one learning rate for G and D and
   one D step): PSNR, SSIM, outside-judge agreement, factor errors relative to same-class chance,
   and the discriminator's final hinge loss;
-* ``zeroshot``: the zero-shot inverse of the zoo CNN (notebook 05's recipe, main data kind):
-  PSNR per depth next to the constant mean-image floor.
+* ``zeroshot``: the zero-shot inverses of the CIFAR-10 ResNet-20 (notebook 05's recipe and main
+  data kind: divide and conquer + cycle, and the plain decoder), PSNR per depth on CIFAR-10 test
+  images next to the constant mean-image floor.
 
     .venv/bin/python scripts/budget_check.py feedforward zeroshot --scale 10 --gan-scale 4
 """
@@ -23,7 +24,6 @@ import torch
 import yaml
 
 from inversion import zeroshot as zs
-from inversion.data import fashion_scenes
 from inversion.feedforward.experiment import Study
 from inversion.models import zoo
 from inversion.zeroshot.evaluate import constant_image_floor, evaluate_depths
@@ -57,22 +57,28 @@ def feedforward(scale: int) -> pd.DataFrame:
 
 
 def zeroshot(scale: int) -> pd.DataFrame:
+    """Notebook 05's ResNet-20 inverses (divide and conquer + cycle, plain decoder) at 1x and ``scale`` x
+    the mini steps, on the notebook's CIFAR-10 test images; the 1x rows load the notebook's cached inverses."""
+    import json
+
+    from inversion.data import cifar10
+
     p = mini("05_zero_shot_inversion")
-    cnn = zoo.load(p["cnn_model"], "mini")
-    judge = zoo.load(p["judge_model"], "mini")
-    x = fashion_scenes.load("test").float_images(slice(0, p["n_test"]))
+    metrics = Path(__file__).resolve().parents[1] / "figures" / "mini" / "05_zero_shot_inversion" / "metrics.json"
+    main_kind = json.loads(metrics.read_text())["main_kind"] if metrics.is_file() else "mix"
+    model = zoo.load(p["cifar_model"], "mini")
+    test = cifar10.load("test", n=p["n_test"], seed=p["seed"])
+    x = test.float_images()
     floor = constant_image_floor(x)["psnr"]
     rows = []
     for factor in (1, scale):
-        # every field as notebook 05 sets it, so the 1x inverse is the notebook's cached one
-        config = zs.InverseConfig(data=p["main_kind"], block_steps=p["block_steps"] * factor,
-                                  finetune_steps=p["finetune_steps"] * factor, batch_size=p["batch_size"],
-                                  lr=p["lr"], width_mult=p["width_mult"], pool_size=p["deepinversion_pool"],
-                                  deepinversion_steps=p["deepinversion_steps"], seed=p["seed"])
-        chain, inverse, record = zs.fit_inverse(cnn, p["cnn_cuts"], config, "mini")
-        depth_rows, _ = evaluate_depths(chain, inverse, x, judge)
-        rows += [{"steps per stage": config.block_steps + config.finetune_steps,
-                  "train_seconds": record["train_seconds"], "constant floor psnr": floor, **r} for r in depth_rows]
+        for mode in ("progressive", "plain_decoder"):
+            config = zs.profile_config(p, main_kind, mode, len(p["cifar_cuts"]), scale=factor)
+            chain, inverse, record = zs.fit_inverse(model, p["cifar_cuts"], config, "mini")
+            depth_rows, _ = evaluate_depths(chain, inverse, x)
+            rows += [{"method": mode, "data": main_kind, "steps": config.total_steps(len(chain)),
+                      "train_seconds": record["train_seconds"], "constant floor psnr": floor,
+                      "cifar10 copy": test.source, **r} for r in depth_rows]
     return pd.DataFrame(rows)
 
 

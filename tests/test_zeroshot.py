@@ -149,7 +149,7 @@ def test_no_real_data_reaches_zero_shot_training():
 def test_progressive_training_lowers_the_cycle_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("INVERSION_DATA", str(tmp_path))
     model = _classifier(architectures.resnet(channels=(8, 8, 8), blocks=(1, 1, 1)), 16)
-    config = InverseConfig(data="dead_leaves", block_steps=25, finetune_steps=25, batch_size=16, lr=3e-3)
+    config = InverseConfig(data="dead_leaves", block_steps=25, joint_steps=25, batch_size=16, lr=3e-3)
     chain = split(model, ["stem", "layer1"])
     x = make_source("dead_leaves", 16).sample(32, torch.Generator().manual_seed(9))
     hs = chain.activations(x)
@@ -174,7 +174,7 @@ def test_progressive_training_lowers_the_cycle_loss(tmp_path, monkeypatch):
 
 def test_end_to_end_ablation_trains_only_the_pixel_loss():
     chain, _ = _invertible_pair()
-    config = InverseConfig(data="uniform", mode="end_to_end", block_steps=3, finetune_steps=3, batch_size=4)
+    config = InverseConfig(data="uniform", mode="end_to_end", block_steps=3, joint_steps=3, batch_size=4)
     inverse, log = train_inverse(chain, config, make_source("uniform", 8), progress=False)
     assert {entry["phase"] for entry in log} == {"end_to_end"} and "cycle" not in log[0]
     with pytest.raises(ValueError):

@@ -16,10 +16,16 @@ from .split import BlockChain
 from .train import reconstruct
 
 
+def _device_of(model) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def predict(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """Class predictions of a classifier on [0, 1] images, in batches."""
-    return torch.cat([model(images[i:i + batch]).argmax(1).cpu() for i in range(0, len(images), batch)])
+    """Class predictions of a classifier on [0, 1] images, in batches on the model's device (result on the CPU)."""
+    device = _device_of(model)
+    return torch.cat([model(images[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, len(images), batch)])
 
 
 @torch.no_grad()
@@ -29,8 +35,9 @@ def penultimate_features(model, images: torch.Tensor, batch: int = 500) -> torch
     captured = []
     handle = last.register_forward_hook(lambda module, args, out: captured.append(args[0].flatten(1).cpu()))
     try:
+        device = _device_of(model)
         for i in range(0, len(images), batch):
-            model(images[i:i + batch])
+            model(images[i:i + batch].to(device))
     finally:
         handle.remove()
     return torch.cat(captured)
@@ -39,11 +46,16 @@ def penultimate_features(model, images: torch.Tensor, batch: int = 500) -> torch
 @torch.no_grad()
 def confidence(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """The classifier's top softmax probability per image."""
-    return torch.cat([model(images[i:i + batch]).softmax(1).amax(1).cpu() for i in range(0, len(images), batch)])
+    device = _device_of(model)
+    return torch.cat([model(images[i:i + batch].to(device)).softmax(1).amax(1).cpu()
+                      for i in range(0, len(images), batch)])
 
 
 def quality(originals: torch.Tensor, reconstructions: torch.Tensor, judge=None) -> dict[str, torch.Tensor]:
-    """Per-image PSNR (dB), SSIM and, with a judge, agreement (1 if the judge's class is unchanged)."""
+    """Per-image PSNR (dB), SSIM and, with a judge, agreement (1 if the judge's class is unchanged).
+
+    Computed on the CPU, whatever devices the two batches come from."""
+    originals, reconstructions = originals.detach().cpu(), reconstructions.detach().cpu()
     out = {"psnr": psnr(reconstructions, originals), "ssim": ssim(reconstructions, originals)}
     if judge is not None:
         out["judge_agreement"] = (predict(judge, reconstructions) == predict(judge, originals)).float()

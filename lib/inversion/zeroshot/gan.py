@@ -182,11 +182,14 @@ class LatentPrior(ImageSource):
 
     kind = "latent_prior"
 
-    def __init__(self, latent_dim: int):
-        self.latent_dim = latent_dim
+    def __init__(self, latent_dim: int, device="cpu"):
+        self.latent_dim, self.device = latent_dim, torch.device(device)
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
+    def sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """z ~ N(0, I) on the generator's device (see :func:`~.synthetic.make_generator`), or on
+        ``device`` where there is no generator (the ``meta`` device)."""
+        device = generator.device if generator is not None else self.device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
 
 def search_latent(G: nn.Module, images: torch.Tensor, steps: int = 300, lr: float = 0.05, seed: int = 0,

@@ -36,7 +36,8 @@ class ConvInverse(nn.Module):
     Where the forward block downsampled (a classifier stage): conv in -> residual blocks at the low
     resolution (where they are cheap) -> per factor 2: nearest x2 + conv -> conv out. Where it
     upsampled (a generator block): conv in -> per factor 2: stride-2 conv -> residual blocks -> conv
-    out. Linear output (no squashing).
+    out. Linear output (no squashing). Where input and output shapes match, an identity skip
+    (``h + r(h)``, r initialized to zero).
     """
 
     def __init__(self, in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1):
@@ -67,11 +68,17 @@ class ConvInverse(nn.Module):
         self.resample = nn.Sequential(*steps)
         self.up = up
         self.tail = nn.Conv2d(channels, c_in, 3, padding=1)
+        # identity skip where the forward block kept the shape (a residual stage without stride):
+        # g(h) = h + r(h), and r starts at zero, so an untrained g is the identity, not noise
+        self.identity_skip = tuple(in_shape) == tuple(out_shape)
+        if self.identity_skip:
+            nn.init.zeros_(self.tail.weight), nn.init.zeros_(self.tail.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.head(h)
         x = self.resample(self.body(x)) if self.up else self.body(self.resample(x))
-        return self.tail(F.leaky_relu(x, 0.2))
+        x = self.tail(F.leaky_relu(x, 0.2))
+        return h + x if self.identity_skip else x
 
 
 class VectorInverse(nn.Module):
@@ -110,7 +117,10 @@ class TokenInverse(nn.Module):
                     nn.Linear(d_in, 2 * d_in), nn.GELU(), nn.Linear(2 * d_in, d_in))}))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.proj_in(h[:, self.prefix:])
+        h = h[:, self.prefix:]
+        x = self.proj_in(h)
+        if x.shape == h.shape:          # identity skip where the token shape is kept
+            x = x + h
         for layer in self.layers:
             x = x + layer["tokens"](layer["norm1"](x).transpose(1, 2)).transpose(1, 2)
             x = x + layer["channels"](layer["norm2"](x))
@@ -154,6 +164,56 @@ def inverse_block(in_shape: Shape, out_shape: Shape, width: int | None = None, d
     if len(in_shape) == 1 and len(out_shape) in (1, 3):
         return VectorInverse(in_shape, out_shape)
     raise ValueError(f"no inverse block for {out_shape} -> {in_shape}")
+
+
+class PlainDecoder(nn.Module):
+    """The plain decoder baseline: one conv net from h_k straight to the image (Dosovitskiy & Brox
+    2016 style; He, Zhang & Lee 2019 train it on noise for data-free attacks on split networks).
+
+    conv-BN-ReLU blocks at the feature resolution, one nearest x2 upsampling + conv-BN-ReLU per
+    factor 2, a linear conv to the image. No blocks, no cycle: trained with a pixel loss only.
+    """
+
+    def __init__(self, feature_shape: Shape, image_shape: Shape, width: int = 64, layers: int = 2):
+        super().__init__()
+        if len(feature_shape) != 3 or len(image_shape) != 3:
+            raise ValueError(f"the plain decoder maps (C, H, W) features to an image, not {feature_shape} -> {image_shape}")
+        (c, h, _), (c_img, h_img, _) = feature_shape, image_shape
+        if h_img % h or (h_img // h) & (h_img // h - 1):
+            raise ValueError(f"image size {h_img} is not a power-of-two multiple of the feature size {h}")
+
+        def cbr(a, b):
+            return [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+        steps = cbr(c, width)
+        for _ in range(layers - 1):
+            steps += cbr(width, width)
+        for _ in range((h_img // h).bit_length() - 1):
+            steps += [nn.Upsample(scale_factor=2, mode="nearest"), *cbr(width, width)]
+        steps += [nn.Conv2d(width, c_img, 3, padding=1)]
+        self.net = nn.Sequential(*steps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class DecoderBank(nn.Module):
+    """One :class:`PlainDecoder` per depth; ``forward(h, depth=k)`` decodes h_k (the interface of
+    :class:`InverseChain`, so the same evaluation code reads both)."""
+
+    def __init__(self, shapes: Sequence[Shape], width: int = 64, layers: int = 2):
+        super().__init__()
+        self.shapes = [tuple(s) for s in shapes]
+        self.decoders = nn.ModuleList(PlainDecoder(self.shapes[k], self.shapes[0], width, layers)
+                                      for k in range(1, len(shapes)))
+
+    def __len__(self) -> int:
+        return len(self.decoders)
+
+    def forward(self, h: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        depth = len(self.decoders) if depth is None else depth
+        if tuple(h.shape[1:]) != self.shapes[depth]:
+            raise ValueError(f"h_{depth} should have shape {self.shapes[depth]}, got {tuple(h.shape[1:])}")
+        return self.decoders[depth - 1](h)
 
 
 class InverseChain(nn.Module):

@@ -58,7 +58,8 @@ def cycle_loss(chain, inverse, hs: Sequence[torch.Tensor], depth: int | None = N
 
 def zero_shot_loss(chain, inverse, hs: Sequence[torch.Tensor], depth: int,
                    objective: ZeroShotObjective = ZeroShotObjective()) -> tuple[torch.Tensor, dict]:
-    """The weighted objective at depth k (progressive stage k): returns the total and its parts.
+    """The weighted objective at depth k (progressive stage k): returns the total and its parts
+    (detached 0-d tensors, so a training loop syncs with the device only when it logs them).
 
     Equals ``w_b * block_wise_loss + w_i * input_space_loss + w_c * cycle_loss`` but shares work:
     walking down from every h_k through g_k, ..., g_1 gives g_k(h_k) (block term) and G_k(h_k)
@@ -81,4 +82,4 @@ def zero_shot_loss(chain, inverse, hs: Sequence[torch.Tensor], depth: int,
         parts["cycle"] = cycle_loss(chain, inverse, hs, depth, x_hat=x_hat)
     weights = {"block": objective.block_weight, "input": objective.input_weight, "cycle": objective.cycle_weight}
     total = sum(weights[k] * v for k, v in parts.items() if weights[k])
-    return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
+    return total, {k: v.detach() if torch.is_tensor(v) else torch.tensor(float(v)) for k, v in parts.items()}

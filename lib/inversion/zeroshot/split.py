@@ -115,8 +115,8 @@ class BlockChain(nn.Module):
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
-        with torch.no_grad():
-            hs = self.activations(torch.rand(2, *input_shape))
+        with torch.no_grad():   # shape probe, made where the blocks live (cpu, cuda or meta)
+            hs = self.activations(torch.rand(2, *input_shape, device=self.device))
         self.shapes: list[Shape] = [tuple(h.shape[1:]) for h in hs]
         self.layers = [0]
         for block in self.blocks:
@@ -124,6 +124,14 @@ class BlockChain(nn.Module):
 
     def __len__(self) -> int:
         return len(self.blocks)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the blocks' parameters (or buffers) are; the CPU for a parameter-free chain."""
+        tensor = next(iter(self.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(self.buffers()), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
 
     def train(self, mode: bool = True) -> "BlockChain":
         return super().train(False)  # the forward model is frozen, BatchNorm always in eval mode

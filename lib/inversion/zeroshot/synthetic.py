@@ -8,14 +8,18 @@ the candidates the study compares (``KINDS``), all images in [0, 1]:
 * ``lowpass`` - white noise blurred by a Gaussian of random width (0.5-4 px), random colour/contrast;
 * ``pink`` - "natural-like" noise with a 1/f^a amplitude spectrum (a ~ U(0.8, 2)), random phase,
   colour channels mixed by a random matrix;
-* ``dead_leaves`` - occluding discs of random colour with power-law radii (the dead-leaves model
-  of natural-image statistics);
-* ``mix`` - each image drawn from one of the noise kinds above;
+* ``dead_leaves`` - occluding discs of shaded colour with power-law radii of 2-16 px at 32 px (the
+  dead-leaves model of natural-image statistics);
+* ``shapes`` - random rectangles, ellipses and triangles of shaded colour over 1/f noise;
+* ``mix`` - each image drawn from one of the structured kinds (``MIX_KINDS``: pink, dead leaves,
+  shapes);
 * ``deepinversion`` - images synthesized from the frozen classifier itself by DeepInversion
   (``inversion.class_inversion``), a fixed pool that is then flipped and shifted at random.
 
 Every source carries ``is_real = False``; :class:`RealImages` (the upper-bound baseline only) has
 ``is_real = True``, and :func:`assert_synthetic` refuses it. Training entry points call it.
+Images are rendered at the requested size on the requested device, from a generator made by
+:func:`make_generator` on that device.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-NOISE_KINDS = ("gaussian", "uniform", "lowpass", "pink", "dead_leaves")
+NOISE_KINDS = ("gaussian", "uniform", "lowpass", "pink", "dead_leaves", "shapes")
 KINDS = NOISE_KINDS + ("mix", "deepinversion")
 
 
@@ -38,12 +42,36 @@ class ImageSource:
     is_real: bool = False
     kind: str = ""
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:  # pragma: no cover
+    def sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:  # pragma: no cover
+        """``n`` images on the generator's device (see :func:`make_generator`)."""
         raise NotImplementedError
 
 
-def _random_colour(n: int, g: torch.Generator, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
-    return (low + (high - low) * torch.rand(n, 3, 1, 1, generator=g))
+def make_generator(seed: int, device="cpu") -> torch.Generator | None:
+    """A seeded generator on ``device`` (random numbers are drawn where they are used); ``None`` on
+    PyTorch's ``meta`` device, which has no generator (shapes only)."""
+    device = torch.device(device)
+    if device.type == "meta":
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _device(g: torch.Generator | None, device=None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return g.device if g is not None else torch.device("cpu")
+
+
+def _rand(*shape, g, device) -> torch.Tensor:
+    return torch.rand(*shape, generator=g, device=device)
+
+
+def _randn(*shape, g, device) -> torch.Tensor:
+    return torch.randn(*shape, generator=g, device=device)
+
+
+def _random_colour(n: int, g, device, low: float = 0.1, high: float = 0.9) -> torch.Tensor:
+    return low + (high - low) * _rand(n, 3, 1, 1, g=g, device=device)
 
 
 def _standardize(x: torch.Tensor) -> torch.Tensor:
@@ -51,102 +79,168 @@ def _standardize(x: torch.Tensor) -> torch.Tensor:
     return x / x.flatten(1).std(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
-def gaussian(n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    sigma = 0.05 + 0.35 * torch.rand(n, 1, 1, 1, generator=g)
-    return (_random_colour(n, g) + sigma * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
+def gaussian(n: int, size: int, g: torch.Generator | None, device=None) -> torch.Tensor:
+    device = _device(g, device)
+    sigma = 0.05 + 0.35 * _rand(n, 1, 1, 1, g=g, device=device)
+    return (_random_colour(n, g, device) + sigma * _randn(n, 3, size, size, g=g, device=device)).clamp(0, 1)
 
 
-def uniform(n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, 3, size, size, generator=g)
+def uniform(n: int, size: int, g: torch.Generator | None, device=None) -> torch.Tensor:
+    return _rand(n, 3, size, size, g=g, device=_device(g, device))
 
 
 def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Per-image Gaussian blur in the Fourier domain (circular), sigma in pixels, shape (N,)."""
     size = x.shape[-1]
-    f = torch.fft.fftfreq(size)
+    f = torch.fft.fftfreq(size, device=x.device)
     r2 = f[None, :, None] ** 2 + f[None, None, :] ** 2
     kernel = torch.exp(-2 * math.pi ** 2 * sigma.view(-1, 1, 1) ** 2 * r2).unsqueeze(1)
     return torch.fft.ifft2(torch.fft.fft2(x) * kernel).real
 
 
-def lowpass(n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    sigma = 0.5 + 3.5 * torch.rand(n, generator=g)
-    x = _standardize(_blur(torch.randn(n, 3, size, size, generator=g), sigma))
-    contrast = 0.1 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
-    return (_random_colour(n, g) + contrast * x).clamp(0, 1)
+def lowpass(n: int, size: int, g: torch.Generator | None, device=None) -> torch.Tensor:
+    device = _device(g, device)
+    sigma = 0.5 + 3.5 * _rand(n, g=g, device=device)
+    x = _standardize(_blur(_randn(n, 3, size, size, g=g, device=device), sigma))
+    contrast = 0.1 + 0.3 * _rand(n, 1, 1, 1, g=g, device=device)
+    return (_random_colour(n, g, device) + contrast * x).clamp(0, 1)
 
 
-def pink(n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    alpha = 0.8 + 1.2 * torch.rand(n, generator=g)
-    f = torch.fft.fftfreq(size)
+def _one_over_f(n: int, size: int, g, device, alpha_low: float = 0.8, alpha_high: float = 2.0) -> torch.Tensor:
+    """Standardized noise with a 1/f^alpha amplitude spectrum (alpha ~ U), correlated colour channels."""
+    alpha = alpha_low + (alpha_high - alpha_low) * _rand(n, g=g, device=device)
+    f = torch.fft.fftfreq(size, device=device)
     radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt().clamp_min(1.0 / size)
     amplitude = radius[None] ** (-alpha.view(-1, 1, 1))
     amplitude[:, 0, 0] = 0
-    phase = 2 * math.pi * torch.rand(n, 3, size, size, generator=g)
+    phase = 2 * math.pi * _rand(n, 3, size, size, g=g, device=device)
     x = _standardize(torch.fft.ifft2(amplitude[:, None] * torch.exp(1j * phase)).real)
-    mixing = torch.eye(3) + 0.6 * torch.randn(n, 3, 3, generator=g)  # correlated colour channels
-    x = _standardize(torch.einsum("nij,njhw->nihw", mixing, x))
-    contrast = 0.1 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
-    return (_random_colour(n, g) + contrast * x).clamp(0, 1)
+    mixing = torch.eye(3, device=device) + 0.6 * _randn(n, 3, 3, g=g, device=device)
+    return _standardize(torch.einsum("nij,njhw->nihw", mixing, x))
 
 
-def dead_leaves(n: int, size: int, g: torch.Generator, discs: int = 48) -> torch.Tensor:
-    """Occluding discs, radius density ~ r^-3 between 1 px and half the image (Lee et al. 2001)."""
-    rmin, rmax = 1.0, size / 2
-    u = torch.rand(n, discs, generator=g)
-    radius = (rmin ** -2 + u * (rmax ** -2 - rmin ** -2)) ** -0.5   # inverse CDF of p(r) ~ r^-3
-    radius, _ = radius.sort(dim=1, descending=True)                   # big leaves first (background)
-    radius[:, 0] = size * 2                                           # a leaf that fills the frame
-    centre = torch.rand(n, discs, 2, generator=g) * size
-    colour = torch.rand(n, discs, 3, generator=g)
-    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
-    d2 = (xx[None, None] - centre[..., 0, None, None]) ** 2 + (yy[None, None] - centre[..., 1, None, None]) ** 2
-    inside = d2 <= radius[..., None, None] ** 2                       # (n, discs, H, W)
-    order = torch.arange(discs).view(1, -1, 1, 1).expand_as(inside)
-    top = torch.where(inside, order, torch.full_like(order, -1)).amax(dim=1)   # last (topmost) disc
-    image = torch.gather(colour, 1, top.flatten(1).unsqueeze(-1).expand(-1, -1, 3))
-    image = image.view(n, size, size, 3).permute(0, 3, 1, 2)
-    return _blur(image, torch.full((n,), 0.5)).clamp(0, 1)
+def pink(n: int, size: int, g: torch.Generator | None, device=None) -> torch.Tensor:
+    """1/f^a noise (a ~ U(0.8, 2)), the amplitude spectrum of natural images (Field 1987)."""
+    device = _device(g, device)
+    x = _one_over_f(n, size, g, device)
+    contrast = 0.1 + 0.3 * _rand(n, 1, 1, 1, g=g, device=device)
+    return (_random_colour(n, g, device) + contrast * x).clamp(0, 1)
+
+
+def _paint(canvas: torch.Tensor, masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Paint (n, L, H, W) boolean masks in order (later ones on top) with (n, L, 3, H, W) colours
+    over an (n, 3, H, W) canvas: each pixel takes the colour of its topmost mask."""
+    n, layers, hgt, wid = masks.shape
+    order = torch.arange(1, layers + 1, device=masks.device).view(1, -1, 1, 1)
+    top = torch.where(masks, order, torch.zeros_like(order)).amax(dim=1)       # 0 = canvas
+    stack = torch.cat([canvas[:, None], colours.expand(n, layers, 3, hgt, wid)], dim=1)
+    return torch.gather(stack, 1, top[:, None, None].expand(n, 1, 3, hgt, wid)).squeeze(1)
+
+
+def _shaded_colours(n: int, layers: int, size: int, g, device, strength: float = 0.3) -> torch.Tensor:
+    """A flat colour per layer plus a random linear shading gradient: (n, L, 3, H, W)."""
+    base = _rand(n, layers, 3, 1, 1, g=g, device=device)
+    axis = torch.linspace(-0.5, 0.5, size, device=device)
+    direction = _randn(n, layers, 2, g=g, device=device)
+    ramp = (direction[..., 0, None, None] * axis[None, None, :, None]
+            + direction[..., 1, None, None] * axis[None, None, None, :])         # (n, L, H, W)
+    return (base + strength * ramp[:, :, None]).clamp(0, 1)
+
+
+def dead_leaves(n: int, size: int, g: torch.Generator | None, device=None, discs: int = 40,
+                rmin_frac: float = 1 / 16, rmax_frac: float = 1 / 2) -> torch.Tensor:
+    """The dead-leaves model (Lee, Mumford & Huang 2001): occluding discs painted in random order,
+    radius density p(r) ~ r^-3 truncated to [size/16, size/2] (2-16 px at 32 px), so that most
+    leaves span several pixels instead of speckle; each leaf a shaded colour; a pink-noise
+    background shows where no leaf falls. Rendered at ``size`` on ``device``."""
+    device = _device(g, device)
+    rmin, rmax = rmin_frac * size, rmax_frac * size
+    u = _rand(n, discs, g=g, device=device)
+    radius = (rmin ** -2 + u * (rmax ** -2 - rmin ** -2)) ** -0.5     # inverse CDF of p(r) ~ r^-3
+    centre = _rand(n, discs, 2, g=g, device=device) * size
+    colour = _shaded_colours(n, discs, size, g, device)
+    background = (_random_colour(n, g, device) + 0.15 * _one_over_f(n, size, g, device)).clamp(0, 1)
+    yy, xx = torch.meshgrid(torch.arange(size, device=device) + 0.5, torch.arange(size, device=device) + 0.5,
+                            indexing="ij")
+    d2 = (xx - centre[..., 0, None, None]) ** 2 + (yy - centre[..., 1, None, None]) ** 2
+    image = _paint(background, d2 <= radius[..., None, None] ** 2, colour)
+    return _blur(image, torch.full((n,), 0.5, device=device)).clamp(0, 1)
+
+
+def shapes(n: int, size: int, g: torch.Generator | None, device=None, count: int = 12) -> torch.Tensor:
+    """Random shapes: rotated rectangles, ellipses and triangles of random size (1/8 to 3/4 of the
+    image), shaded colours, over a 1/f-noise background; edges and flat regions like objects in a
+    photo. Rendered at ``size`` on ``device``."""
+    device = _device(g, device)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size, device=device), torch.linspace(0, 1, size, device=device),
+                            indexing="ij")
+    centre = _rand(n, count, 2, g=g, device=device)
+    half = (0.06 + 0.32 * _rand(n, count, 2, g=g, device=device))              # half-extents in image units
+    angle = math.pi * _rand(n, count, g=g, device=device)
+    kind = torch.randint(0, 3, (n, count), generator=g, device=device)
+    dx = xx - centre[..., 0, None, None]
+    dy = yy - centre[..., 1, None, None]
+    cos, sin = angle.cos()[..., None, None], angle.sin()[..., None, None]
+    u = (cos * dx + sin * dy) / half[..., 0, None, None]
+    v = (-sin * dx + cos * dy) / half[..., 1, None, None]
+    rectangle = (u.abs() <= 1) & (v.abs() <= 1)
+    ellipse = u ** 2 + v ** 2 <= 1
+    triangle = (v >= -1) & (v <= 1) & (u.abs() <= (1 - v) / 2)
+    masks = torch.where(kind[..., None, None] == 0, rectangle, torch.where(kind[..., None, None] == 1, ellipse, triangle))
+    colour = _shaded_colours(n, count, size, g, device)
+    background = (_random_colour(n, g, device) + 0.2 * _one_over_f(n, size, g, device)).clamp(0, 1)
+    image = _paint(background, masks, colour)
+    return _blur(image, torch.full((n,), 0.5, device=device)).clamp(0, 1)
 
 
 GENERATORS = {"gaussian": gaussian, "uniform": uniform, "lowpass": lowpass, "pink": pink,
-              "dead_leaves": dead_leaves}
+              "dead_leaves": dead_leaves, "shapes": shapes}
+# what ``mix`` draws from: the structured kinds (edges, flat regions, 1/f spectra), not white noise
+MIX_KINDS = ("pink", "dead_leaves", "shapes")
 
 
 class NoiseSource(ImageSource):
-    """Fresh noise images of one kind (or ``mix``) at every call."""
+    """Fresh synthesized images of one kind (or ``mix``) at every call, rendered on ``device``."""
 
-    def __init__(self, kind: str, size: int = 32):
+    def __init__(self, kind: str, size: int = 32, device="cpu"):
         if kind not in NOISE_KINDS + ("mix",):
             raise ValueError(f"unknown noise kind {kind!r}; choose from {NOISE_KINDS + ('mix',)}")
-        self.kind, self.size = kind, size
+        self.kind, self.size, self.device = kind, size, torch.device(device)
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        device = self.device
         if self.kind != "mix":
-            return GENERATORS[self.kind](n, self.size, generator)
-        which = torch.randint(len(NOISE_KINDS), (n,), generator=generator)
-        out = torch.empty(n, 3, self.size, self.size)
-        for i, kind in enumerate(NOISE_KINDS):
+            return GENERATORS[self.kind](n, self.size, generator, device)
+        which = torch.randint(len(MIX_KINDS), (n,), generator=generator, device=device)
+        if device.type == "meta":
+            return torch.empty(n, 3, self.size, self.size, device=device)
+        out = torch.empty(n, 3, self.size, self.size, device=device)
+        for i, kind in enumerate(MIX_KINDS):
             idx = (which == i).nonzero().flatten()
             if len(idx):
-                out[idx] = GENERATORS[kind](len(idx), self.size, generator)
+                out[idx] = GENERATORS[kind](len(idx), self.size, generator, device)
         return out
 
 
 class PoolSource(ImageSource):
-    """A fixed pool of synthesized images, sampled with random flips and circular shifts (+-2 px)."""
+    """A fixed pool of synthesized images, sampled with random flips and circular shifts (+-2 px).
+
+    The pool is kept on the device of the generator that samples it (moved on first use)."""
 
     def __init__(self, images: torch.Tensor, kind: str):
         if images.dim() != 4 or images.min() < 0 or images.max() > 1:
             raise ValueError("pool images must be (N, C, H, W) in [0, 1]")
-        self.images, self.kind = images.detach().cpu(), kind
+        self.images, self.kind = images.detach(), kind
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(self.images), (n,), generator=generator)
+    def sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        device = _device(generator)
+        if self.images.device != device:
+            self.images = self.images.to(device)
+        idx = torch.randint(len(self.images), (n,), generator=generator, device=device)
         x = self.images[idx].clone()
-        flip = torch.rand(n, generator=generator) < 0.5
-        x[flip] = x[flip].flip(-1)
-        shifts = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        flip = _rand(n, g=generator, device=device) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        shifts = torch.randint(-2, 3, (2,), generator=generator, device=device).tolist()
         return torch.roll(x, shifts=shifts, dims=(-2, -1))
 
 
@@ -171,7 +265,9 @@ def deepinversion_pool(model, n: int, seed: int, device="cpu", steps: int = 200,
 
 
 class RealImages(ImageSource):
-    """Real training images: only for the upper-bound baseline, never for zero-shot training."""
+    """Real training images: only for the upper-bound baseline, never for zero-shot training.
+
+    Kept as uint8 on the CPU (a whole training set); each batch is moved to the generator's device."""
 
     is_real = True
     kind = "real"
@@ -179,21 +275,23 @@ class RealImages(ImageSource):
     def __init__(self, images: torch.Tensor):
         self.images = images if images.dtype == torch.uint8 else (images.clamp(0, 1) * 255).round().byte()
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(self.images), (n,), generator=generator)
-        return self.images[idx].float() / 255
+    def sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        device = _device(generator)
+        idx = torch.randint(len(self.images), (n,), generator=generator, device=device)
+        return self.images[idx.cpu()].to(device).float() / 255
 
 
 def make_source(kind: str, size: int = 32, model=None, seed: int = 0, device="cpu",
                 pool_size: int = 512, deepinversion_steps: int = 200) -> ImageSource:
-    """The synthesized-data source of a kind in :data:`KINDS` (never real data)."""
+    """The synthesized-data source of a kind in :data:`KINDS` (never real data), rendered at ``size``
+    (the model's input resolution) on ``device``."""
     if kind == "deepinversion":
         if model is None:
             raise ValueError("deepinversion data is synthesized from the model: pass model=")
         return deepinversion_pool(model, pool_size, seed, device, deepinversion_steps)
     if kind == "real":
         raise RealDataError("real images are not a synthesized-data kind; use RealImages for the baseline")
-    return NoiseSource(kind, size)
+    return NoiseSource(kind, size, device)
 
 
 def assert_synthetic(source: ImageSource) -> None:

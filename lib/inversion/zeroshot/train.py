@@ -3,15 +3,29 @@
 * :func:`fit_inverse` - cached entry point: split the model, train an :class:`InverseChain`
   with an :class:`InverseConfig`, store it in ``data/checkpoints/<profile>/zeroshot/`` under a
   hash of (model weights, cuts, config).
-* progressive training (``mode="progressive"``): for k = 1..K, first train g_k alone on the
-  block-wise loss plus its local cycle term ||f_k(g_k(h_k)) - h_k||, then fine-tune g_1..g_k on
-  the full objective at depth k (:func:`~.losses.zero_shot_loss`).
+* progressive divide and conquer (``mode="progressive"``, the paper's method): for k = 1..K a
+  short warm-up of g_k alone on its block-wise loss plus its local cycle term
+  ||f_k(g_k(h_k)) - h_k|| (``block_steps`` each), then ``joint_steps`` of joint training of
+  g_1..g_K on the full objective (block-wise + input-space from every depth + cycle,
+  :func:`~.losses.zero_shot_loss`) with one Adam state and one cosine schedule. Most steps go to
+  the joint phase: the chain is re-synchronized in pixel space for as long as it trains.
+* the earlier schedule (``mode="stagewise"``, kept as an ablation): for every k, ``block_steps``
+  on g_k alone, then ``finetune_steps`` fine-tuning g_1..g_k at depth k, each phase with a fresh
+  Adam state and a cosine decay to zero. The chain gets a pixel-space gradient for only
+  ``finetune_steps`` steps at its full depth; at equal steps it trails the progressive schedule
+  by several dB (notebook 05 measures it).
 * ablation (``mode="end_to_end"``): the same inverse architecture trained on the same
   synthesized data, all blocks at once from the first step, with the pixel loss from every depth
   (sum_k ||G_k(h_k) - x||, so it is a decoder for every depth like the full method) - no
   divide and conquer (no stages, no block-wise targets), no cycle terms.
+* plain decoder (``mode="plain_decoder"``): one :class:`~.inverse.PlainDecoder` per depth
+  (conv-BN-ReLU, nearest upsampling), each trained with pixel MSE only for the same number of
+  steps as the chain - no blocks, no cycle.
 * upper bound (``data="real"``, normally with ``mode="end_to_end"``): the same, on real training
   images (Dosovitskiy & Brox 2016 style pixel-loss decoders).
+
+Every step draws a fresh batch from the source on the training device (its generator lives
+there), so nothing is synthesized on the CPU for a GPU run.
 * :func:`invert_by_optimization` - per-image optimization of the input to match h_K
   (Mahendran & Vedaldi 2015 style, with total variation).
 """
@@ -27,31 +41,34 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..paths import checkpoint_dir
-from .inverse import InverseChain
+from .inverse import DecoderBank, InverseChain
 from .losses import ZeroShotObjective, relative_mse, zero_shot_loss
 from .gan import Generator, LatentPrior, generator_chain
 from .split import BlockChain, split
-from .synthetic import ImageSource, RealImages, assert_synthetic, make_source
+from .synthetic import ImageSource, RealImages, assert_synthetic, make_generator, make_source
 
-MODES = ("progressive", "end_to_end")
+MODES = ("progressive", "stagewise", "end_to_end", "plain_decoder")
 
 
 @dataclass(frozen=True)
 class InverseConfig:
     """How an inverse is trained. Its hash (with the model's weights and the cuts) names the checkpoint."""
 
-    data: str = "lowpass"          # synthesized-data kind (synthetic.KINDS); "real" only for the upper bound
-    mode: str = "progressive"      # "progressive" (divide and conquer + cycle) | "end_to_end" (ablation)
-    block_steps: int = 150         # per stage k: steps training g_k alone (block-wise + local cycle)
-    finetune_steps: int = 150      # per stage k: steps fine-tuning g_1..g_k on the full objective
-    batch_size: int = 64
-    lr: float = 2e-3               # Adam, cosine decay within each phase
+    data: str = "mix"              # synthesized-data kind (synthetic.KINDS); "real" only for the upper bound
+    mode: str = "progressive"      # see MODES and the module docstring
+    block_steps: int = 50          # per stage k: warm-up steps training g_k alone (block-wise + local cycle)
+    joint_steps: int = 600         # progressive: joint steps of g_1..g_K on the full objective, one schedule
+    finetune_steps: int = 0        # stagewise only: per stage k, steps fine-tuning g_1..g_k at depth k
+    batch_size: int = 32
+    lr: float = 2e-3               # Adam; cosine decay over each phase
     width_mult: float = 1.0        # inverse width = width_mult * max(C_in, C_out)
     inverse_depth: int = 1         # residual blocks per inverse block
+    decoder_width: int = 64        # plain decoder channels (mode="plain_decoder")
     block_weight: float = 1.0      # weights of the objective (losses.ZeroShotObjective)
     input_weight: float = 1.0
     cycle_weight: float = 1.0
@@ -68,14 +85,50 @@ class InverseConfig:
         return ZeroShotObjective(self.block_weight, self.input_weight, self.cycle_weight)
 
     def total_steps(self, blocks: int) -> int:
-        return blocks * (self.block_steps + self.finetune_steps)
+        """Training steps of the chain (for ``plain_decoder``: of each depth's decoder); the
+        progressive, end-to-end and plain-decoder modes take the same number."""
+        if self.mode == "stagewise":
+            return blocks * (self.block_steps + self.finetune_steps)
+        return blocks * self.block_steps + self.joint_steps
+
+
+def profile_config(params: dict, data: str, mode: str = "progressive", blocks: int | None = None,
+                   scale: int = 1, block_steps: int | None = None, joint_steps: int | None = None) -> InverseConfig:
+    """The config notebook 05 (and ``scripts/budget_check.py``) trains from a profile's parameters.
+
+    Every mode trains for the steps of the progressive schedule (``blocks`` x ``block_steps`` +
+    ``joint_steps``, times ``scale``); the stage-wise schedule splits them evenly between its
+    block and fine-tune phases, so it needs ``blocks`` (the number of cuts).
+    """
+    b = (params["block_steps"] if block_steps is None else block_steps) * scale
+    j = (params["joint_steps"] if joint_steps is None else joint_steps) * scale
+    finetune = 0
+    if mode == "stagewise":
+        if not blocks:
+            raise ValueError("the stage-wise schedule needs the number of blocks to split the steps")
+        b = finetune = (blocks * b + j) // (2 * blocks)
+        j = 0
+    return InverseConfig(data=data, mode=mode, block_steps=b, joint_steps=j, finetune_steps=finetune,
+                         batch_size=params["batch_size"], lr=params["lr"], width_mult=params["width_mult"],
+                         decoder_width=params["decoder_width"], pool_size=params["deepinversion_pool"],
+                         deepinversion_steps=params["deepinversion_steps"], seed=params["seed"])
+
+
+def build_inverse(shapes, config: InverseConfig) -> nn.Module:
+    """The untrained inverse a config trains: an :class:`InverseChain`, or a :class:`DecoderBank`."""
+    if config.mode == "plain_decoder":
+        return DecoderBank(shapes, config.decoder_width)
+    return InverseChain(shapes, config.width_mult, config.inverse_depth)
 
 
 def weights_hash(module: nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if tensor.is_meta:           # no data on the meta device (shape checks): hash the shape only
+            h.update(str(tuple(tensor.shape)).encode())
+        else:
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -90,49 +143,71 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int):
 
 
 def _phase(params, steps: int, lr: float, loss_fn, source: ImageSource, chain: BlockChain, batch: int,
-           generator: torch.Generator, device, bar, log: list, label: str) -> None:
-    """One optimization phase: fresh inputs every step, activations from the frozen chain."""
+           generator: torch.Generator | None, device, bar, log: list, label: str,
+           depth: int | None = None) -> None:
+    """One optimization phase: fresh inputs every step (on ``device``), activations h_0..h_depth
+    from the frozen chain, one Adam state and one cosine schedule over the phase."""
     params = [p for p in params]
     for p in params:
         p.requires_grad_(True)
+    if steps <= 0:
+        return
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
     schedule = _cosine(optimizer, steps)
     for step in range(steps):
         x = source.sample(batch, generator).to(device)
         with torch.no_grad():
-            hs = chain.activations(x)
+            hs = chain.activations(x, depth)
         loss, parts = loss_fn(hs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 10 == 0 or step == steps - 1:
-            log.append({"phase": label, "step": step, "loss": float(loss.detach()), **parts})
+        if (step % 10 == 0 or step == steps - 1) and not loss.is_meta:   # host syncs only when logging
+            log.append({"phase": label, "step": step, "loss": float(loss.detach()),
+                        **{k: float(v) for k, v in parts.items()}})
         bar.update(1)
 
 
 def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource, device="cpu",
-                  progress: bool = True, desc: str = "inverse") -> tuple[InverseChain, list[dict]]:
-    """Train g_1..g_K for ``chain`` on ``source`` (synthesized unless ``config.data == "real"``)."""
+                  progress: bool = True, desc: str = "inverse") -> tuple[nn.Module, list[dict]]:
+    """Train g_1..g_K for ``chain`` on ``source`` (synthesized unless ``config.data == "real"``).
+
+    Returns the inverse in eval mode (an :class:`InverseChain`, or a :class:`DecoderBank` for
+    ``mode="plain_decoder"``) and a log of losses.
+    """
     if config.data != "real":
         assert_synthetic(source)          # the zero-shot guarantee
     elif not isinstance(source, RealImages):
         raise ValueError('config.data == "real" expects a RealImages source')
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed + 1)
+    device = torch.device(device)
+    generator = make_generator(config.seed + 1, device)
     chain = chain.to(device)
-    inverse = InverseChain(chain.shapes, config.width_mult, config.inverse_depth).to(device)
+    inverse = build_inverse(chain.shapes, config).to(device)
     inverse.train()
     K, log = len(chain), []
     objective = config.objective
-    with tqdm(total=config.total_steps(K), desc=desc, disable=not progress, leave=False) as bar:
+    total = config.total_steps(K)
+    with tqdm(total=total * (K if config.mode == "plain_decoder" else 1), desc=desc, disable=not progress,
+              leave=False) as bar:
+        if config.mode == "plain_decoder":
+            for k in range(1, K + 1):
+                decoder = inverse.decoders[k - 1]
+
+                def pixel_mse(hs, decoder=decoder, k=k):
+                    loss = F.mse_loss(decoder(hs[k]), hs[0])
+                    return loss, {"input": loss.detach()}
+                _phase(decoder.parameters(), total, config.lr, pixel_mse, source, chain, config.batch_size,
+                       generator, device, bar, log, f"decoder{k}", depth=k)
+            return inverse.eval(), log
         if config.mode == "end_to_end":
             pixel_only = ZeroShotObjective(block_weight=0.0, input_weight=1.0, cycle_weight=0.0)
 
             def pixel(hs):   # sum_k rel(G_k(h_k), x): a decoder from every depth, all blocks at once
                 loss, parts = zero_shot_loss(chain, inverse, hs, K, pixel_only)
                 return loss, {"input": parts["input"]}
-            _phase(inverse.parameters(), config.total_steps(K), config.lr, pixel, source, chain,
+            _phase(inverse.parameters(), total, config.lr, pixel, source, chain,
                    config.batch_size, generator, device, bar, log, "end_to_end")
             return inverse.eval(), log
         for k in range(1, K + 1):
@@ -143,14 +218,19 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
                 block = relative_mse(h_prev, hs[k - 1])
                 cycle = relative_mse(f_k(h_prev), hs[k])
                 return objective.block_weight * block + objective.cycle_weight * cycle, {
-                    "block": float(block.detach()), "cycle": float(cycle.detach())}
+                    "block": block.detach(), "cycle": cycle.detach()}
             for p in inverse.parameters():
                 p.requires_grad_(False)
             _phase(g_k.parameters(), config.block_steps, config.lr, local, source, chain,
-                   config.batch_size, generator, device, bar, log, f"block{k}")
-            _phase(inverse.inverses[:k].parameters(), config.finetune_steps, config.lr,
-                   lambda hs, k=k: zero_shot_loss(chain, inverse, hs, k, objective), source, chain,
-                   config.batch_size, generator, device, bar, log, f"finetune1..{k}")
+                   config.batch_size, generator, device, bar, log, f"block{k}", depth=k)
+            if config.mode == "stagewise":
+                _phase(inverse.inverses[:k].parameters(), config.finetune_steps, config.lr,
+                       lambda hs, k=k: zero_shot_loss(chain, inverse, hs, k, objective), source, chain,
+                       config.batch_size, generator, device, bar, log, f"finetune1..{k}", depth=k)
+        if config.mode == "progressive":
+            _phase(inverse.parameters(), config.joint_steps, config.lr,
+                   lambda hs: zero_shot_loss(chain, inverse, hs, K, objective), source, chain,
+                   config.batch_size, generator, device, bar, log, f"joint1..{K}")
     for p in inverse.parameters():
         p.requires_grad_(True)
     return inverse.eval(), log
@@ -174,7 +254,7 @@ def fit_inverse(model: nn.Module, cuts: Sequence[str], config: InverseConfig, pr
     folder = checkpoint_dir(profile) / "zeroshot"
     weights, meta = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
     if cache and weights.is_file() and meta.is_file():
-        inverse = InverseChain(chain.shapes, config.width_mult, config.inverse_depth)
+        inverse = build_inverse(chain.shapes, config)
         inverse.load_state_dict(load_file(str(weights)))
         return chain, inverse.to(device).eval(), json.loads(meta.read_text())
     start = time.perf_counter()
@@ -182,7 +262,7 @@ def fit_inverse(model: nn.Module, cuts: Sequence[str], config: InverseConfig, pr
         if config.data == "real":
             source = RealImages(real_images)
         elif config.data == "latent_prior":
-            source = LatentPrior(chain.shapes[0][0])
+            source = LatentPrior(chain.shapes[0][0], device)
         else:
             source = make_source(config.data, chain.shapes[0][-1], model=model, seed=config.seed,
                                  device=device, pool_size=config.pool_size,
