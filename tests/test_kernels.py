@@ -4,6 +4,9 @@ against the references through Triton's interpreter (``TRITON_INTERPRET=1``, CPU
 The interpreter is switched on per test with ``monkeypatch.setenv`` (restored after the test, so it
 never reaches other test files); the kernels are compiled lazily for the mode in effect.
 """
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -231,3 +234,17 @@ def test_seeded_draws_give_the_same_images_on_kernel_and_reference(interpreter):
     assert torch.equal(out["torch"], composed(x, 3, 4, 1.0, torch.Generator().manual_seed(11)))
     shifts, mu, sigma = draw_pii_parameters(x, 3, 4, 1.0, 1.0, torch.Generator().manual_seed(11))
     assert shifts.shape == (2, 2) and mu.shape == sigma.shape == (6, 3, 1, 1)
+
+
+def test_benchmark_script_runs_on_tiny_shapes(capsys):
+    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_kernels.py"
+    spec = importlib.util.spec_from_file_location("benchmark_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--device", "cpu", "--size", "12", "--targets", "2", "--copies", "3", "--leaves-images", "2",
+                        "--discs", "5", "--shapes", "4", "--repeats", "1", "--warmup", "0", "--compile", "no"])
+    assert [(r["workload"], r["implementation"]) for r in rows] == [
+        ("pii forward", "torch"), ("pii forward+backward", "torch"), ("dead leaves", "torch"),
+        ("dead leaves", "full mask"), ("random shapes", "torch"), ("random shapes", "full mask")]
+    assert all(r["ms_per_call"] > 0 and r["peak_mib"] > 0 and not r["note"] for r in rows)
+    assert "need a CUDA device" in capsys.readouterr().out

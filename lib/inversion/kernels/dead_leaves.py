@@ -75,7 +75,8 @@ def _prepare(centers, sizes, colors, background, height, width, kinds, angles, g
         kinds = torch.zeros(n, k, dtype=torch.int32, device=device)
     if tuple(kinds.shape) != (n, k) or kinds.is_floating_point():
         raise ValueError(f"kinds must be an integer (N, K) = {(n, k)} tensor of codes {dict(enumerate(SHAPES))}")
-    if kinds.numel() and (int(kinds.min()) < 0 or int(kinds.max()) >= len(SHAPES)):
+    checkable = kinds.numel() and not torch.compiler.is_compiling()      # no host sync when compiled
+    if checkable and (int(kinds.min()) < 0 or int(kinds.max()) >= len(SHAPES)):
         raise ValueError(f"kinds must hold codes 0..{len(SHAPES) - 1} ({', '.join(SHAPES)})")
     if angles is None:
         cos = torch.ones(n, k, dtype=coord, device=device)
@@ -110,7 +111,7 @@ def _covered(p: dict, start: int, stop: int) -> torch.Tensor:
     kinds = p["kinds"][:, sl]
     a = p["half"][:, sl, 0, None, None]
     inside = dx * dx + dy * dy <= a * a                                                   # disc
-    if bool((kinds != DISC).any()):
+    if torch.compiler.is_compiling() or bool((kinds != DISC).any()):   # no host sync when compiled
         cos, sin = p["cos"][:, sl, None, None], p["sin"][:, sl, None, None]
         u = (cos * dx + sin * dy) * p["inverse"][:, sl, 0, None, None]
         v = (-sin * dx + cos * dy) * p["inverse"][:, sl, 1, None, None]
