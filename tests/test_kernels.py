@@ -44,6 +44,8 @@ def random_shapes(n, k, c, h, w, seed, shaded=True, background_image=True):
                    angles=3.14159 * torch.rand(n, k, generator=g),
                    gradients=0.3 * torch.randn(n, k, 2, generator=g) if shaded else None,
                    xs=torch.linspace(0, 1, w), ys=torch.linspace(0, 1, h))
+    if shaded:                                      # ramps centred on the image, as synthetic shades
+        options.update(ramp_xs=torch.linspace(-0.5, 0.5, w), ramp_ys=torch.linspace(-0.5, 0.5, h))
     return params, options
 
 
@@ -136,8 +138,9 @@ def test_render_shapes_reference_equals_the_full_mask_formula():
     for code, mask in masks.items():
         inside = torch.where(kind == code, mask, inside)
     g = options["gradients"]
-    layers = (params["colors"][..., None, None] + g[..., 0, None, None, None] * yy
-              + g[..., 1, None, None, None] * xx).clamp(0, 1)                        # (n, k, c, h, w)
+    ry, rx = torch.meshgrid(options["ramp_ys"], options["ramp_xs"], indexing="ij")
+    layers = (params["colors"][..., None, None] + g[..., 0, None, None, None] * ry
+              + g[..., 1, None, None, None] * rx).clamp(0, 1)                        # (n, k, c, h, w)
     want = params["background"].clone()
     for layer in range(k):
         want = torch.where(inside[:, layer, None], layers[:, layer], want)

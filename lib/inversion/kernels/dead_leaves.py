@@ -19,8 +19,10 @@ A pixel takes the colour of the LAST shape that covers it (painter's order: shap
 first, shape K-1 is on top), else the background (a colour per image, or an image):
 
     image[n, c, i, j] = colors[n, k*, c]                                   (flat), or
-                        clamp(colors[n, k*, c] + gradients[n, k*, 0] * ys[i]
-                                               + gradients[n, k*, 1] * xs[j], 0, 1)   (shaded)
+                        clamp(colors[n, k*, c] + gradients[n, k*, 0] * ramp_ys[i]
+                                               + gradients[n, k*, 1] * ramp_xs[j], 0, 1)   (shaded)
+
+(the shading ramps default to the pixel coordinates ``ys`` and ``xs``).
 
 A vectorized torch version would hold an (N, K, H, W) mask (64 x 48 x 224 x 224 booleans =
 154 MB, and int64 orders or per-layer colours 8-24x that); the Triton kernel runs one program per
@@ -48,7 +50,8 @@ DISC, ELLIPSE, RECTANGLE, TRIANGLE = range(4)
 REFERENCE_CHUNK_ELEMENTS = 1 << 24
 
 
-def _prepare(centers, sizes, colors, background, height, width, kinds, angles, gradients, xs, ys):
+def _prepare(centers, sizes, colors, background, height, width, kinds, angles, gradients, xs, ys,
+             ramp_xs=None, ramp_ys=None):
     """Validate and normalize: returns the per-shape tensors the reference and the kernel read."""
     if centers.dim() != 3 or centers.shape[-1] != 2:
         raise ValueError(f"centers must be (N, K, 2) (x, y), got {tuple(centers.shape)}")
@@ -89,12 +92,17 @@ def _prepare(centers, sizes, colors, background, height, width, kinds, angles, g
         raise ValueError(f"gradients must be (N, K, 2) = {(n, k, 2)}, got {tuple(gradients.shape)}")
     xs = (torch.arange(width, device=device) + 0.5).to(coord) if xs is None else xs.to(coord)
     ys = (torch.arange(height, device=device) + 0.5).to(coord) if ys is None else ys.to(coord)
+    ramp_xs = xs if ramp_xs is None else ramp_xs.to(coord)
+    ramp_ys = ys if ramp_ys is None else ramp_ys.to(coord)
     if tuple(xs.shape) != (width,) or tuple(ys.shape) != (height,):
         raise ValueError(f"xs must be (W,) = ({width},) and ys (H,) = ({height},)")
+    if tuple(ramp_xs.shape) != (width,) or tuple(ramp_ys.shape) != (height,):
+        raise ValueError(f"ramp_xs must be (W,) = ({width},) and ramp_ys (H,) = ({height},)")
     sizes = sizes.to(coord)
     params = dict(centers=centers, half=sizes, inverse=1 / sizes, cos=cos, sin=sin, kinds=kinds.to(torch.int32),
                   colors=colors, background=background.to(colors.dtype),
-                  gradients=None if gradients is None else gradients.to(colors.dtype), xs=xs, ys=ys)
+                  gradients=None if gradients is None else gradients.to(colors.dtype), xs=xs, ys=ys,
+                  ramp_xs=ramp_xs, ramp_ys=ramp_ys)
     devices = {t.device for t in params.values() if t is not None}
     if len(devices) > 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
@@ -132,8 +140,8 @@ def _colour(p: dict, top: torch.Tensor, n: int, c: int, height: int, width: int)
     image = torch.gather(p["colors"], 1, safe.unsqueeze(-1).expand(n, hw, c))             # (n, hw, c)
     if p["gradients"] is not None:
         grad = torch.gather(p["gradients"], 1, safe.unsqueeze(-1).expand(n, hw, 2))
-        ys = p["ys"].to(image.dtype).view(height, 1).expand(height, width).reshape(1, hw, 1)
-        xs = p["xs"].to(image.dtype).view(1, width).expand(height, width).reshape(1, hw, 1)
+        ys = p["ramp_ys"].to(image.dtype).view(height, 1).expand(height, width).reshape(1, hw, 1)
+        xs = p["ramp_xs"].to(image.dtype).view(1, width).expand(height, width).reshape(1, hw, 1)
         image = (image + grad[..., :1] * ys + grad[..., 1:] * xs).clamp(0, 1)
     image = image.view(n, height, width, c).permute(0, 3, 1, 2)
     background = p["background"]
@@ -143,12 +151,12 @@ def _colour(p: dict, top: torch.Tensor, n: int, c: int, height: int, width: int)
 
 
 def render_shapes_reference(centers, sizes, colors, background, height, width, *, kinds=None, angles=None,
-                            gradients=None, xs=None, ys=None,
+                            gradients=None, xs=None, ys=None, ramp_xs=None, ramp_ys=None,
                             chunk_elements: int = REFERENCE_CHUNK_ELEMENTS) -> torch.Tensor:
     """Pure-torch :func:`render_shapes`; the shapes are tested in chunks, so the masks held at once
     are (N, chunk, H, W) with ``N * chunk * H * W <= chunk_elements`` (at least one shape a chunk)."""
     p, (n, k, c, height, width) = _prepare(centers, sizes, colors, background, height, width,
-                                           kinds, angles, gradients, xs, ys)
+                                           kinds, angles, gradients, xs, ys, ramp_xs, ramp_ys)
     device = centers.device
     top = torch.full((n, height, width), -1, dtype=torch.long, device=device)
     step = max(1, int(chunk_elements) // max(1, n * height * width))
@@ -164,7 +172,8 @@ def render_shapes_reference(centers, sizes, colors, background, height, width, *
 def render_shapes(centers: torch.Tensor, sizes: torch.Tensor, colors: torch.Tensor, background: torch.Tensor,
                   height: int, width: int, *, kinds: torch.Tensor | None = None, angles: torch.Tensor | None = None,
                   gradients: torch.Tensor | None = None, xs: torch.Tensor | None = None,
-                  ys: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+                  ys: torch.Tensor | None = None, ramp_xs: torch.Tensor | None = None,
+                  ramp_ys: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
     """Images (N, C, height, width) of K occluding shapes per image, later shapes on top.
 
     Args:
@@ -177,36 +186,45 @@ def render_shapes(centers: torch.Tensor, sizes: torch.Tensor, colors: torch.Tens
             3 triangle); default all discs.
         angles: (N, K) rotation in radians (ellipse, rectangle, triangle); default 0.
         gradients: (N, K, 2) shading: the colour of shape k at pixel (i, j) is
-            ``clamp(colors + gradients[..., 0] * ys[i] + gradients[..., 1] * xs[j], 0, 1)``; default flat.
+            ``clamp(colors + gradients[..., 0] * ramp_ys[i] + gradients[..., 1] * ramp_xs[j], 0, 1)``;
+            default flat.
         xs, ys: (W,) and (H,) pixel coordinates; default pixel centres ``j + 0.5`` and ``i + 0.5``
             (e.g. ``torch.linspace(0, 1, size)`` for unit coordinates).
+        ramp_xs, ramp_ys: (W,) and (H,) coordinates of the shading ramps; default ``xs`` and ``ys``
+            (e.g. ``torch.linspace(-0.5, 0.5, size)`` for a ramp centred on the image).
         backend: ``"auto"`` | ``"torch"`` | ``"triton"`` (:mod:`inversion.kernels.backend`).
 
     The random parameters are drawn by the caller (e.g. with a seeded :class:`torch.Generator`), so
     the same draw gives the same image on every backend. See the module docstring for the exact
     covering tests. The kernel computes geometry in float32 (the reference in the dtype of ``centers``).
     """
-    tensors = [t for t in (centers, sizes, colors, background, kinds, angles, gradients, xs, ys) if t is not None]
+    tensors = [t for t in (centers, sizes, colors, background, kinds, angles, gradients, xs, ys, ramp_xs, ramp_ys)
+               if t is not None]
     if resolve(backend, *tensors) == "torch":
         return render_shapes_reference(centers, sizes, colors, background, height, width, kinds=kinds,
-                                       angles=angles, gradients=gradients, xs=xs, ys=ys)
-    p, shape = _prepare(centers, sizes, colors, background, height, width, kinds, angles, gradients, xs, ys)
+                                       angles=angles, gradients=gradients, xs=xs, ys=ys, ramp_xs=ramp_xs,
+                                       ramp_ys=ramp_ys)
+    p, shape = _prepare(centers, sizes, colors, background, height, width, kinds, angles, gradients, xs, ys,
+                        ramp_xs, ramp_ys)
     from .triton_kernels import render_shapes_triton
     return render_shapes_triton(p, *shape)
 
 
 def render_discs(centers: torch.Tensor, radii: torch.Tensor, colors: torch.Tensor, background: torch.Tensor,
-                 height: int, width: int, *, gradients: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+                 height: int, width: int, *, gradients: torch.Tensor | None = None,
+                 ramp_xs: torch.Tensor | None = None, ramp_ys: torch.Tensor | None = None,
+                 backend: str = "auto") -> torch.Tensor:
     """Dead-leaves images (N, C, height, width): K discs per image, later discs on top.
 
     ``centers`` (N, K, 2) in pixels (x, y), pixel (i, j) centred at (j + 0.5, i + 0.5); a pixel is
     covered when ``(x - cx)**2 + (y - cy)**2 <= radii**2``; ``radii`` (N, K); ``colors`` (N, K, C);
-    ``background`` (N, C) or (N, C, H, W); optional shading ``gradients`` (N, K, 2). The same as
-    :func:`render_shapes` with every shape a disc.
+    ``background`` (N, C) or (N, C, H, W); optional shading ``gradients`` (N, K, 2) along
+    ``ramp_ys`` / ``ramp_xs``. The same as :func:`render_shapes` with every shape a disc.
     """
     if tuple(radii.shape) != tuple(centers.shape[:2]):
         raise ValueError(f"radii must be (N, K) = {tuple(centers.shape[:2])}, got {tuple(radii.shape)}")
-    return render_shapes(centers, radii, colors, background, height, width, gradients=gradients, backend=backend)
+    return render_shapes(centers, radii, colors, background, height, width, gradients=gradients,
+                         ramp_xs=ramp_xs, ramp_ys=ramp_ys, backend=backend)
 
 
 def render_discs_reference(centers, radii, colors, background, height, width, **kwargs) -> torch.Tensor:

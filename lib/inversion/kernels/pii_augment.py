@@ -138,6 +138,7 @@ class PIIAugmentFunction(torch.autograd.Function):
         return pii_augment_forward_triton(x, shifts, mu, sigma, copies)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         from .triton_kernels import pii_augment_backward_triton
         x, shifts, sigma = ctx.saved_tensors

@@ -34,7 +34,8 @@ def _add(a, b):
 # --- dead leaves and random shapes -----------------------------------------------------------------------------------
 
 def _render_shapes_kernel(centers_ptr, half_ptr, inverse_ptr, cos_ptr, sin_ptr, kinds_ptr, colors_ptr,
-                          gradients_ptr, background_ptr, xs_ptr, ys_ptr, out_ptr, K, C, H, W,
+                          gradients_ptr, background_ptr, xs_ptr, ys_ptr, ramp_xs_ptr, ramp_ys_ptr, out_ptr,
+                          K, C, H, W,
                           SHADED: tl.constexpr, BACKGROUND_IMAGE: tl.constexpr, BLOCK: tl.constexpr):
     """One program: BLOCK pixels of image n; loops over the K shapes keeping the topmost index,
     then writes that shape's (flat or shaded) colour, or the background."""
@@ -73,12 +74,14 @@ def _render_shapes_kernel(centers_ptr, half_ptr, inverse_ptr, cos_ptr, sin_ptr, 
     covered = top >= 0
     safe = tl.where(covered, top, 0)
     if SHADED:
+        ry = tl.load(ramp_ys_ptr + row, mask=valid, other=0.0)
+        rx = tl.load(ramp_xs_ptr + col, mask=valid, other=0.0)
         gy = tl.load(gradients_ptr + (n * K + safe) * 2, mask=valid & covered, other=0.0)
         gx = tl.load(gradients_ptr + (n * K + safe) * 2 + 1, mask=valid & covered, other=0.0)
     for c in range(C):
         colour = tl.load(colors_ptr + (n * K + safe) * C + c, mask=valid & covered, other=0.0)
         if SHADED:
-            colour = colour + gy * y.to(colour.dtype) + gx * x.to(colour.dtype)
+            colour = colour + gy * ry.to(colour.dtype) + gx * rx.to(colour.dtype)
             colour = tl.where(colour < 0.0, 0.0, colour)
             colour = tl.where(colour > 1.0, 1.0, colour)
         if BACKGROUND_IMAGE:
@@ -198,14 +201,15 @@ def render_shapes_triton(p: dict, n: int, k: int, c: int, height: int, width: in
     out = torch.empty(n, c, height, width, dtype=colors.dtype, device=colors.device)
     if out.numel() == 0:
         return out
-    f32 = {name: p[name].to(torch.float32).contiguous() for name in ("centers", "half", "inverse", "cos", "sin", "xs", "ys")}
+    f32 = {name: p[name].to(torch.float32).contiguous() for name in ("centers", "half", "inverse", "cos", "sin", "xs", "ys",
+                                                       "ramp_xs", "ramp_ys")}
     shaded = p["gradients"] is not None
     gradients = p["gradients"].contiguous() if shaded else colors     # unused pointer when flat
     background = p["background"].contiguous()
     grid = (n, triton.cdiv(height * width, BLOCK_PIXELS))
     _kernel("_render_shapes_kernel")[grid](
         f32["centers"], f32["half"], f32["inverse"], f32["cos"], f32["sin"], p["kinds"].contiguous(), colors,
-        gradients, background, f32["xs"], f32["ys"], out, k, c, height, width,
+        gradients, background, f32["xs"], f32["ys"], f32["ramp_xs"], f32["ramp_ys"], out, k, c, height, width,
         SHADED=shaded, BACKGROUND_IMAGE=background.dim() == 4, BLOCK=BLOCK_PIXELS, **_launch_options())
     return out
 
