@@ -7,7 +7,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from inversion import precision
 from inversion.class_inversion import (DeepInversionConfig, Jitter, PIIConfig, accepts_size, invert, legacy_mode,
-                                       resolve_stage_input, visualize_units, with_overrides)
+                                       resolve_stage_input, visualize_units, with_overrides, with_speed)
 from inversion.models import Classifier, InputConfig
 
 SMALL = InputConfig(input_size=(3, 16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=4)
@@ -136,3 +136,12 @@ def test_precision_switch_rejects_unknown_values():
         precision.autocast("int8")
     with pytest.raises(ValueError, match="targets_per_run"):
         PIIConfig(targets_per_run=0)
+
+
+def test_with_speed_takes_one_value_or_a_value_per_family():
+    fast = {"cnn": "bf16", "vit": "fp32"}
+    assert with_speed(FAST, "cnn", fast, {"cnn": True}).precision == "bf16"
+    assert with_speed(FAST, "cnn", fast, {"cnn": True}).channels_last is True
+    assert with_speed(FAST, "vit", fast, {"cnn": True}) == with_overrides(FAST, precision="fp32", channels_last=False)
+    assert with_speed(FAST, "mlp", fast, True).precision == "fp32" and with_speed(FAST, "mlp", "bf16").precision == "bf16"
+    assert with_speed(DeepInversionConfig(), "cnn", "bf16").precision == "bf16"

@@ -14,7 +14,7 @@ from .feature_vis import unit_activations, visualize_units, vit_ffn_layer
 from .loop import InversionResult, Stage, accepts_size, optimize
 from .methods import (METHODS, DeepDreamConfig, DeepInversionConfig, PIIConfig, deep_dream, deep_inversion,
                       legacy_mode, resolve_stage_input,
-                      invert, pii, with_overrides)
+                      invert, pii, with_overrides, with_speed)
 from .objectives import (BatchNormStatistics, ClassCrossEntropy, L2Prior, Step, Term, TotalVariation,
                          UnitActivation)
 
@@ -24,6 +24,6 @@ __all__ = [
     "unit_activations", "visualize_units", "vit_ffn_layer",
     "InversionResult", "Stage", "accepts_size", "optimize",
     "METHODS", "DeepDreamConfig", "DeepInversionConfig", "PIIConfig", "deep_dream", "deep_inversion",
-    "invert", "legacy_mode", "pii", "resolve_stage_input", "with_overrides",
+    "invert", "legacy_mode", "pii", "resolve_stage_input", "with_overrides", "with_speed",
     "BatchNormStatistics", "ClassCrossEntropy", "L2Prior", "Step", "Term", "TotalVariation", "UnitActivation",
 ]

@@ -238,3 +238,17 @@ def with_overrides(config: Config, **overrides) -> Config:
     if unknown:
         raise ValueError(f"{type(config).__name__} has no fields {sorted(unknown)}; it has {sorted(fields)}")
     return dataclasses.replace(config, **overrides)
+
+
+def with_speed(config: Config, family: str, precision: str | dict = "fp32",
+               channels_last: bool | dict = False) -> Config:
+    """``config`` with the precision switch of a model family: each of ``precision`` and
+    ``channels_last`` is one value for every model or a dict by family (``"cnn"``, ``"vit"``,
+    ``"mlp"``), so a profile can adopt bf16 only where it was measured to be faster and to keep
+    the judged quality (a ViT step is slower in bf16 on a CPU)."""
+    def pick(value, default):
+        if isinstance(value, dict):
+            return value.get(family, default)
+        return value
+    return dataclasses.replace(config, precision=pick(precision, "fp32"),
+                               channels_last=bool(pick(channels_last, False)))
