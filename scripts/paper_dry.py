@@ -45,6 +45,7 @@ STEPS = 2           # every optimization loop
 COUNT = 32          # every dataset size / number of evaluated images
 BATCH = 4           # every batch size
 ENSEMBLE = 2        # PII copies and the like
+DRY_RUN_VERSION = 2   # of the untrained checkpoints' metadata; another version rewrites them
 MIN_COUNTS = {"n_pool": 100, "gan_n_train": 256, "n_train": 256}  # enough for fractions and batches
 
 
@@ -172,13 +173,14 @@ def write_untrained_zoo(names: set[str], device: str) -> list[str]:
     import torch
     from safetensors.torch import save_file
 
-    from inversion.models import zoo
+    from inversion import reproduce
+    from inversion.models import cifar_resnet, zoo
     from inversion.models.architectures import Classifier
 
     written = []
     for name in sorted(n for n in names if zoo.get_spec(n).source == "trained"):
         weights, meta = zoo.checkpoint_files(name, "paper")
-        if weights.is_file() and meta.is_file():
+        if weights.is_file() and meta.is_file() and json.loads(meta.read_text()).get("dry_run") == DRY_RUN_VERSION:
             written.append(name)
             continue
         spec = zoo.get_spec(name)
@@ -188,11 +190,17 @@ def write_untrained_zoo(names: set[str], device: str) -> list[str]:
         weights.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous().cpu() for k, v in model.net.state_dict().items()}, str(weights))
         recipe = zoo.scaled_recipe(spec, "paper")
-        meta.write_text(json.dumps({
+        version = reproduce.code_version()
+        meta.write_text(json.dumps({   # the keys of the zoo's own metadata (models/zoo.py)
             "name": name, "description": f"{spec.description} -- UNTRAINED (paper-shaped dry run)",
             "dataset": spec.dataset, "profile": "paper", "recipe": dataclasses.asdict(recipe),
-            "parameters": sum(p.numel() for p in model.parameters()), "train_seconds": 0.0,
-            "train_steps": 0, "untrained": True, **metrics}, indent=2) + "\n")
+            "recipe_hash": recipe.key(), "seed": 0, "parameters": sum(p.numel() for p in model.parameters()),
+            "train_seconds": 0.0, "train_steps": 0, "final_train_loss": None, **metrics,
+            "sha256": cifar_resnet.sha256(weights), "bytes": weights.stat().st_size, "dtype": "float32",
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+            "code_commit": version["commit"] or "unknown", "code_dirty": version["dirty"],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "untrained": True, "dry_run": DRY_RUN_VERSION}, indent=2) + "\n")
         written.append(name)
     return written
 
@@ -239,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=os.environ.get("DEVICE", "cpu"), help="cpu (default) or cuda")
     parser.add_argument("--only", nargs="+", metavar="NB", help="notebook names or prefixes")
+    parser.add_argument("--set", action="append", default=[], metavar="[NB:]KEY=VALUE", dest="extra",
+                        help="a further override on top of the cuts (as for inversion.reproduce); repeatable")
     parser.add_argument("--show-overrides", action="store_true", help="print the cuts and exit")
     args = parser.parse_args(argv)
 
@@ -258,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {name: yaml.safe_load((ROOT / "notebooks" / "profiles" / f"{name}.yaml").read_text())["paper"]
               for name in chosen}
     overrides = {name: cuts(block, args.device, threads) for name, block in blocks.items()}
+    for name, values in reproduce.parse_overrides(args.extra, list(chosen)).items():
+        overrides[name].update(values)
     for name, values in overrides.items():
         print(f"{name}: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()))
     if args.show_overrides:
