@@ -22,8 +22,9 @@ Implementations, side by side in one run: ``torch`` (the eager reference), ``tor
 the same reference function, inductor; its first-call compile time is printed separately),
 ``triton`` (the kernel; CUDA only), and for the renderers ``full mask`` - the vectorized
 (N, K, H, W)-mask rendering the kernels replace, as ``synthetic`` wrote it (flat colours only,
-so its memory is a lower bound). For each: median seconds per call over ``--repeats`` calls after
-``--warmup`` calls, and peak memory above what was allocated before the call (the output
+so its memory is a lower bound). For each: median wall and process-CPU milliseconds per call over ``--repeats``
+calls after ``--warmup`` calls (on a shared CPU the CPU time is the fairer number; on CUDA the
+wall time, with synchronization, is the one that counts), and peak memory above what was allocated before the call (the output
 included): ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the allocator events of
 ``torch.profiler`` (tensor memory, not the process's resident size).
 
@@ -69,17 +70,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_call(fn: Callable, device: torch.device, warmup: int, repeats: int) -> float:
+def seconds_per_call(fn: Callable, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median wall seconds and median process CPU seconds per call (CPU time is the fairer number
+    on a shared CPU, where wall time includes waiting for a core)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def peak_bytes(fn: Callable, device: torch.device) -> int:
@@ -168,14 +172,15 @@ def full_mask_render(centers, sizes, colors, background, height, width, kinds=No
 
 def measure(name: str, implementation: str, make: Callable[[], Callable], device, args, rows: list) -> None:
     row = {"workload": name, "implementation": implementation, "ms_per_call": float("nan"),
-           "peak_mib": float("nan"), "first_call_s": float("nan"), "note": ""}
+           "cpu_ms_per_call": float("nan"), "peak_mib": float("nan"), "first_call_s": float("nan"), "note": ""}
     try:
         fn = make()
         start = time.perf_counter()
         fn()                                                   # compiles torch.compile / Triton
         synchronize(device)
         row["first_call_s"] = time.perf_counter() - start
-        row["ms_per_call"] = 1e3 * seconds_per_call(fn, device, args.warmup, args.repeats)
+        wall, cpu = seconds_per_call(fn, device, args.warmup, args.repeats)
+        row["ms_per_call"], row["cpu_ms_per_call"] = 1e3 * wall, 1e3 * cpu
         row["peak_mib"] = peak_bytes(fn, device) / 2 ** 20
         if device.type == "cpu" and implementation == "torch.compile":
             row["peak_mib"] = float("nan")                     # inductor's CPU buffers escape the profiler
@@ -183,7 +188,8 @@ def measure(name: str, implementation: str, make: Callable[[], Callable], device
     except Exception as error:                                 # report and go on with the others
         row["note"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
     rows.append(row)
-    print(f"  {name:22s} {implementation:14s} {row['ms_per_call']:10.2f} ms {row['peak_mib']:10.1f} MiB"
+    print(f"  {name:22s} {implementation:14s} {row['ms_per_call']:10.2f} ms (CPU {row['cpu_ms_per_call']:.2f} ms) "
+          f"{row['peak_mib']:10.1f} MiB"
           f"   first call {row['first_call_s']:7.2f} s {row['note']}", flush=True)
 
 
@@ -264,11 +270,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for implementation, fn in implementations(reference, triton_render, full):
             measure(label, implementation, lambda: fn, device, args, rows)
 
-    print("\nworkload               implementation  ms/call   peak MiB   vs torch")
+    print("\nworkload               implementation    ms/call  CPU ms/call   peak MiB   vs torch (wall)")
     base = {r["workload"]: r["ms_per_call"] for r in rows if r["implementation"] == "torch"}
     for r in rows:
         ratio = base.get(r["workload"], float("nan")) / r["ms_per_call"] if r["ms_per_call"] else float("nan")
-        print(f"{r['workload']:22s} {r['implementation']:14s} {r['ms_per_call']:9.2f} {r['peak_mib']:10.1f} "
+        print(f"{r['workload']:22s} {r['implementation']:14s} {r['ms_per_call']:10.2f} {r['cpu_ms_per_call']:12.2f} "
+              f"{r['peak_mib']:10.1f} "
               f"{ratio:8.2f}x {r['note']}")
     if args.csv:
         import csv
