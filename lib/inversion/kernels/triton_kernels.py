@@ -22,6 +22,8 @@ import triton.language as tl
 from .backend import interpreting
 
 BLOCK_PIXELS = 256      # pixels per program (a power of two, as tl.arange needs)
+# Grids put the pixel tiles on axis 0 (up to 2**31 - 1 programs) and images, or copies x channels,
+# on axis 1 (CUDA allows at most 65535 there).
 
 
 @triton.jit
@@ -31,7 +33,7 @@ def _add(a, b):
     return a + b
 
 
-# --- dead leaves and random shapes -----------------------------------------------------------------------------------
+# --- dead leaves and random shapes ------------------------------------------------------------
 
 def _render_shapes_kernel(centers_ptr, half_ptr, inverse_ptr, cos_ptr, sin_ptr, kinds_ptr, colors_ptr,
                           gradients_ptr, background_ptr, xs_ptr, ys_ptr, ramp_xs_ptr, ramp_ys_ptr, out_ptr,
@@ -39,8 +41,8 @@ def _render_shapes_kernel(centers_ptr, half_ptr, inverse_ptr, cos_ptr, sin_ptr, 
                           SHADED: tl.constexpr, BACKGROUND_IMAGE: tl.constexpr, BLOCK: tl.constexpr):
     """One program: BLOCK pixels of image n; loops over the K shapes keeping the topmost index,
     then writes that shape's (flat or shaded) colour, or the background."""
-    n = tl.program_id(0)
-    tile = tl.program_id(1)
+    n = tl.program_id(1)
+    tile = tl.program_id(0)
     offs = tile * BLOCK + tl.arange(0, BLOCK)
     valid = offs < H * W
     row = offs // W
@@ -97,8 +99,8 @@ def _render_shapes_kernel(centers_ptr, half_ptr, inverse_ptr, cos_ptr, sin_ptr, 
 def _pii_forward_kernel(x_ptr, shifts_ptr, mu_ptr, sigma_ptr, out_ptr, C, H, W, COPIES,
                         BLOCK: tl.constexpr):
     """One program: BLOCK pixels of copy nb, channel c: out = sigma * x[n, c, shifted] + mu."""
-    row = tl.program_id(0)                 # nb * C + c over the N * COPIES copies
-    tile = tl.program_id(1)
+    row = tl.program_id(1)                 # nb * C + c over the N * COPIES copies
+    tile = tl.program_id(0)
     nb = row // C
     c = row % C
     n = nb // COPIES
@@ -121,8 +123,8 @@ def _pii_forward_kernel(x_ptr, shifts_ptr, mu_ptr, sigma_ptr, out_ptr, C, H, W, 
 def _pii_backward_x_kernel(grad_ptr, shifts_ptr, sigma_ptr, out_ptr, C, H, W, COPIES,
                            BLOCK: tl.constexpr, ACC: tl.constexpr):
     """One program: BLOCK pixels of image n, channel c: dx = sum_b sigma[nb, c] * dy[nb, c, unshifted]."""
-    row = tl.program_id(0)                 # n * C + c over the N images
-    tile = tl.program_id(1)
+    row = tl.program_id(1)                 # n * C + c over the N images
+    tile = tl.program_id(0)
     n = row // C
     c = row % C
     offs = tile * BLOCK + tl.arange(0, BLOCK)
@@ -201,12 +203,12 @@ def render_shapes_triton(p: dict, n: int, k: int, c: int, height: int, width: in
     out = torch.empty(n, c, height, width, dtype=colors.dtype, device=colors.device)
     if out.numel() == 0:
         return out
-    f32 = {name: p[name].to(torch.float32).contiguous() for name in ("centers", "half", "inverse", "cos", "sin", "xs", "ys",
-                                                       "ramp_xs", "ramp_ys")}
+    names = ("centers", "half", "inverse", "cos", "sin", "xs", "ys", "ramp_xs", "ramp_ys")
+    f32 = {name: p[name].to(torch.float32).contiguous() for name in names}
     shaded = p["gradients"] is not None
     gradients = p["gradients"].contiguous() if shaded else colors     # unused pointer when flat
     background = p["background"].contiguous()
-    grid = (n, triton.cdiv(height * width, BLOCK_PIXELS))
+    grid = (triton.cdiv(height * width, BLOCK_PIXELS), n)
     _kernel("_render_shapes_kernel")[grid](
         f32["centers"], f32["half"], f32["inverse"], f32["cos"], f32["sin"], p["kinds"].contiguous(), colors,
         gradients, background, f32["xs"], f32["ys"], f32["ramp_xs"], f32["ramp_ys"], out, k, c, height, width,
@@ -220,7 +222,7 @@ def pii_augment_forward_triton(x: torch.Tensor, shifts: torch.Tensor, mu: torch.
     out = torch.empty(n * copies, c, h, w, dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    grid = (n * copies * c, triton.cdiv(h * w, BLOCK_PIXELS))
+    grid = (triton.cdiv(h * w, BLOCK_PIXELS), n * copies * c)
     _kernel("_pii_forward_kernel")[grid](x, shifts, mu, sigma, out, c, h, w, copies, BLOCK=BLOCK_PIXELS,
                                          **_launch_options())
     return out
@@ -234,7 +236,7 @@ def pii_augment_backward_triton(grad: torch.Tensor, x: torch.Tensor, shifts: tor
     if need_x:
         grad_x = torch.empty_like(x)
         if grad_x.numel():
-            grid = (n * c, triton.cdiv(h * w, BLOCK_PIXELS))
+            grid = (triton.cdiv(h * w, BLOCK_PIXELS), n * c)
             _kernel("_pii_backward_x_kernel")[grid](grad, shifts, sigma, grad_x, c, h, w, copies,
                                                     BLOCK=BLOCK_PIXELS, ACC=acc, **_launch_options())
     if need_mu or need_sigma:
