@@ -145,3 +145,27 @@ def test_with_speed_takes_one_value_or_a_value_per_family():
     assert with_speed(FAST, "vit", fast, {"cnn": True}) == with_overrides(FAST, precision="fp32", channels_last=False)
     assert with_speed(FAST, "mlp", fast, True).precision == "fp32" and with_speed(FAST, "mlp", "bf16").precision == "bf16"
     assert with_speed(DeepInversionConfig(), "cnn", "bf16").precision == "bf16"
+
+
+def test_logit_gan_step_in_bf16_is_deterministic_and_keeps_the_fp32_cache_key():
+    from inversion.feedforward.discriminator import DiscriminatorConfig
+    from inversion.feedforward.generator import GeneratorConfig
+    from inversion.feedforward.train import FeedforwardConfig, train_inverse
+
+    g = GeneratorConfig(logit_dim=4, z_dim=8, widths=(16, 8, 8), bottom=4, embed_dim=8)
+    d = DiscriminatorConfig(logit_dim=4, widths=(8, 16), downsample=(True, True))
+    fp32 = FeedforwardConfig(generator=g, discriminator=d, steps=3, batch_size=8, n_train=32, n_dis=2)
+    bf16 = with_overrides(fp32, precision="bf16")
+    assert bf16.key() != fp32.key()
+    import dataclasses, hashlib, json
+    before = {k: v for k, v in dataclasses.asdict(fp32).items() if k != "precision"}  # the record before the field
+    assert fp32.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    model = tiny_cnn()
+    runs = [train_inverse(model, images, bf16) for _ in range(2)]
+    assert runs[0].log["d_loss"] == runs[1].log["d_loss"] and runs[0].log["g_loss"] == runs[1].log["g_loss"]
+    z = torch.zeros(2, 8)
+    logits = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(runs[0].invert(logits, z), runs[1].invert(logits, z))
+    with pytest.raises(ValueError, match="precision"):
+        with_overrides(fp32, precision="half")
