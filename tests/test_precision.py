@@ -169,3 +169,23 @@ def test_logit_gan_step_in_bf16_is_deterministic_and_keeps_the_fp32_cache_key():
     assert torch.equal(runs[0].invert(logits, z), runs[1].invert(logits, z))
     with pytest.raises(ValueError, match="precision"):
         with_overrides(fp32, precision="half")
+
+
+def test_benchmark_helpers_time_the_switches_and_judge_with_an_interval():
+    from inversion.class_inversion.benchmark import bare_step_seconds, judged_top1, modes_side_by_side, step_overhead
+
+    model = tiny_cnn()
+    assert bare_step_seconds(model, 4, repeats=1, size=8, precision="bf16", channels_last=True) > 0
+    assert model.net[0].weight.is_contiguous()
+    fast = with_overrides(FAST, steps_per_stage=1, precision="bf16", channels_last=True)
+    overhead = step_overhead(model, fast, n_targets=2, repeats=1)
+    assert overhead["batch"] == 2 * fast.copies and overhead["ratio"] > 0
+    images, targets = torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 0, 1])
+    q = judged_top1(images, targets, {"a": model, "b": tiny_cnn()})
+    assert q["top1_low"] <= q["top1"] <= q["top1_high"] and q["images"] == 6
+    hits = (model(images).argmax(1) == targets).float().mean().item()
+    assert judged_top1(images, targets, {"a": model})["top1"] == pytest.approx(hits)
+    rows = modes_side_by_side(model, {"legacy": legacy_mode(fast), "fast": fast}, {"j": tiny_cnn()},
+                              torch.tensor([0, 1]), seeds=[0, 1], threads=1)
+    assert [r["mode"] for r in rows] == ["legacy", "fast"] and all(r["images"] == 4 for r in rows)
+    assert all(r["seconds_per_image"] > 0 and r["threads"] == 1 for r in rows)

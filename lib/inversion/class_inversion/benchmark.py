@@ -16,25 +16,31 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .loop import input_size, model_device
-from .methods import Config, invert
+from ..precision import autocast, to_memory_format
+from .loop import _MemoryFormat, input_size, model_device
+from .methods import Config, invert, resolve_stage_input
 
 
-def bare_step_seconds(model: nn.Module, batch: int, repeats: int = 10, seed: int = 0) -> float:
-    """Median seconds of forward + cross-entropy + backward to the input for a batch of ``batch`` images."""
-    device, size = model_device(model), input_size(model)
+def bare_step_seconds(model: nn.Module, batch: int, repeats: int = 10, seed: int = 0, size: int | None = None,
+                      precision: str = "fp32", channels_last: bool = False) -> float:
+    """Median seconds of forward + cross-entropy + backward to the input for a batch of ``batch``
+    images of side ``size`` (default: the model's), under the given precision switch."""
+    device, size = model_device(model), size or input_size(model)
     g = torch.Generator(device=device).manual_seed(seed)
     x = torch.rand(batch, 3, size, size, generator=g, device=device).requires_grad_(True)
     classes = getattr(getattr(model, "config", None), "num_classes", 10)
     targets = torch.arange(batch, device=device) % classes
     times = []
-    for i in range(repeats + 2):
-        start = time.perf_counter()
-        F.cross_entropy(model(x), targets).backward()
-        _sync(device)
-        if i >= 2:  # two warm-up passes
-            times.append(time.perf_counter() - start)
-        x.grad = None
+    with _MemoryFormat(model, channels_last):
+        for i in range(repeats + 2):
+            start = time.perf_counter()
+            with autocast(precision, device):
+                logits = model(to_memory_format(x, channels_last))
+            F.cross_entropy(logits.float(), targets).backward()
+            _sync(device)
+            if i >= 2:  # two warm-up passes
+                times.append(time.perf_counter() - start)
+            x.grad = None
     return statistics.median(times)
 
 
@@ -49,14 +55,23 @@ def step_overhead(model: nn.Module, config: Config, n_targets: int = 10, repeats
 
     The step time is the median over ``repeats`` full runs of ``config`` (all its stages and
     transforms, the optimizer, clamping, the loss history) divided by its number of steps; the
-    bare time is the median of forward+backward passes interleaved with those runs.
+    bare time is the median of forward+backward passes interleaved with those runs, in the config's
+    precision and at the sizes the model sees (each zoom stage's own size for a CNN in stage mode).
     """
     copies = getattr(config, "copies", 1)
     targets = torch.arange(n_targets) % getattr(getattr(model, "config", None), "num_classes", 10)
     invert(model, targets, config, seed=seed, progress=False)  # warm-up
     step, bare = [], []
+    size = input_size(model)
+    stages = config.stage_list(size)
+    sizes = [s.size for s in stages] if resolve_stage_input(model, config) == "stage" else [size] * len(stages)
+    weights = [s.steps / config.total_steps for s in stages]
     for r in range(repeats):
-        bare.append(bare_step_seconds(model, n_targets * copies, repeats=max(3, config.total_steps // 4), seed=seed + r))
+        # the floor of a run: the bare pass at each size the model sees, weighted by that stage's steps
+        bare.append(sum(w * bare_step_seconds(model, n_targets * copies, repeats=max(3, s.steps // 4), seed=seed + r,
+                                              size=seen, precision=config.precision,
+                                              channels_last=config.channels_last)
+                        for w, s, seen in zip(weights, stages, sizes)))
         result = invert(model, targets, config, seed=seed + r, progress=False)
         step.append(result.seconds / result.steps)
     step_s, bare_s = statistics.median(step), statistics.median(bare)
