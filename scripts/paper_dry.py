@@ -45,7 +45,7 @@ STEPS = 2           # every optimization loop
 COUNT = 32          # every dataset size / number of evaluated images
 BATCH = 4           # every batch size
 ENSEMBLE = 2        # PII copies and the like
-DRY_RUN_VERSION = 2   # of the untrained checkpoints' metadata; another version rewrites them
+DRY_RUN_VERSION = 3   # of the untrained checkpoints' metadata; another version rewrites them
 MIN_COUNTS = {"n_pool": 100, "gan_n_train": 256, "n_train": 256}  # enough for fractions and batches
 
 
@@ -57,8 +57,8 @@ def _cut_value(key: str, value, steps: int = STEPS):
     if isinstance(value, int):
         if leaf == "steps" or leaf.endswith("_steps") or leaf.endswith("steps_per_stage"):
             return min(value, steps)
-        if leaf == "checkpoint_every":
-            return min(value, 1)
+        if leaf == "checkpoint_every":   # one checkpoint at the end: the path runs, the disk is spared
+            return min(value, steps)
         if leaf.startswith("n_") or leaf.endswith("_n_train") or leaf.endswith("_images") or leaf.endswith("_pool"):
             floor = MIN_COUNTS.get(leaf, 0)
             return min(value, max(COUNT, floor)) if leaf not in ("n_show", "n_noise", "n_examples") else min(value, 4)
@@ -155,6 +155,12 @@ def untrained_metrics(model, spec, device: str, n: int = COUNT) -> dict:
     images, labels = test.images[:n], test.labels[:n]
     metrics = {"test_accuracy": accuracy(model, images, labels, device=device),
                "test_set": f"{spec.dataset} test, first {n} images (untrained model)"}
+    if spec.dataset == "cifar10":   # notebook 00 re-checks the stored exact-100 accuracy
+        from inversion.data import cifar10
+
+        exact = cifar10.exact_first100()
+        metrics["data_source"] = getattr(test, "source", None)
+        metrics["exact100_accuracy"] = accuracy(model, exact.images, exact.labels, device=device)
     if spec.robust_eps is not None or spec.name == "cnn":
         metrics["robust_accuracy"] = robust_accuracy(model, images, labels, eps=zoo.ROBUST_EPS, steps=2, device=device)
         metrics["robust_attack"] = f"L2 PGD, eps={zoo.ROBUST_EPS}, 2 steps, first {n} test images"
