@@ -24,8 +24,8 @@ first, shape K-1 is on top), else the background (a colour per image, or an imag
 
 (the shading ramps default to the pixel coordinates ``ys`` and ``xs``).
 
-A vectorized torch version would hold an (N, K, H, W) mask (64 x 48 x 224 x 224 booleans =
-154 MB, and int64 orders or per-layer colours 8-24x that); the Triton kernel runs one program per
+A vectorized torch version would hold an (N, K, H, W) mask (64 x 40 x 224 x 224 booleans are
+128 MB, its float distances and int64 orders 4-8x that, per-layer shaded colours 12x); the Triton kernel runs one program per
 tile of pixels that loops over the K shapes and keeps only the index of the topmost shape so far,
 then computes that shape's colour: memory is the output alone. The torch reference tests the shapes
 in chunks (bounded mask) and colours only the topmost shape, with the same float operations in the
