@@ -223,3 +223,33 @@ def test_constant_image_floor():
     grey = float(quality(images, torch.full_like(images, 0.25))["psnr"].mean())
     floor = constant_image_floor(images)
     assert set(floor) == {"psnr", "ssim"} and floor["psnr"] > grey
+
+
+def test_synthesizers_render_through_the_kernel_dispatch_as_the_mask_formula():
+    """dead_leaves and shapes render via inversion.kernels; their discs equal the plain mask formula."""
+    from inversion.zeroshot import synthetic
+
+    g = torch.Generator().manual_seed(3)
+    x = synthetic.dead_leaves(4, 24, g)
+    assert x.shape == (4, 3, 24, 24) and 0 <= x.min() and x.max() <= 1
+    # the same draws, painted with full (N, K, H, W) masks, then the same blur
+    g = torch.Generator().manual_seed(3)
+    n, size, discs = 4, 24, 40
+    rmin, rmax = size / 16, size / 2
+    u = torch.rand(n, discs, generator=g)
+    radius = (rmin ** -2 + u * (rmax ** -2 - rmin ** -2)) ** -0.5
+    centre = torch.rand(n, discs, 2, generator=g) * size
+    base = torch.rand(n, discs, 3, generator=g)
+    direction = torch.randn(n, discs, 2, generator=g)
+    background = (synthetic._random_colour(n, g, "cpu") + 0.15 * synthetic._one_over_f(n, size, g, "cpu")).clamp(0, 1)
+    axis = torch.linspace(-0.5, 0.5, size)
+    pix = torch.arange(size) + 0.5
+    inside = ((pix.view(1, 1, 1, -1) - centre[..., 0, None, None]) ** 2
+              + (pix.view(1, 1, -1, 1) - centre[..., 1, None, None]) ** 2) <= radius[..., None, None] ** 2
+    ramp = 0.3 * (direction[..., 0, None, None] * axis.view(1, 1, -1, 1) + direction[..., 1, None, None] * axis.view(1, 1, 1, -1))
+    colour = (base[..., None, None] + ramp[:, :, None]).clamp(0, 1)                   # (n, K, 3, H, W)
+    image = background.clone()
+    for k in range(discs):
+        image = torch.where(inside[:, k, None], colour[:, k], image)
+    expected = synthetic._blur(image, torch.full((n,), 0.5)).clamp(0, 1)
+    assert torch.allclose(x, expected, atol=1e-5)

@@ -28,6 +28,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..kernels import SHAPES, render_discs, render_shapes
+
 NOISE_KINDS = ("gaussian", "uniform", "lowpass", "pink", "dead_leaves", "shapes")
 KINDS = NOISE_KINDS + ("mix", "deepinversion")
 
@@ -127,24 +129,13 @@ def pink(n: int, size: int, g: torch.Generator | None, device=None) -> torch.Ten
     return (_random_colour(n, g, device) + contrast * x).clamp(0, 1)
 
 
-def _paint(canvas: torch.Tensor, masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
-    """Paint (n, L, H, W) boolean masks in order (later ones on top) with (n, L, 3, H, W) colours
-    over an (n, 3, H, W) canvas: each pixel takes the colour of its topmost mask."""
-    n, layers, hgt, wid = masks.shape
-    order = torch.arange(1, layers + 1, device=masks.device).view(1, -1, 1, 1)
-    top = torch.where(masks, order, torch.zeros_like(order)).amax(dim=1)       # 0 = canvas
-    stack = torch.cat([canvas[:, None], colours.expand(n, layers, 3, hgt, wid)], dim=1)
-    return torch.gather(stack, 1, top[:, None, None].expand(n, 1, 3, hgt, wid)).squeeze(1)
-
-
-def _shaded_colours(n: int, layers: int, size: int, g, device, strength: float = 0.3) -> torch.Tensor:
-    """A flat colour per layer plus a random linear shading gradient: (n, L, 3, H, W)."""
-    base = _rand(n, layers, 3, 1, 1, g=g, device=device)
-    axis = torch.linspace(-0.5, 0.5, size, device=device)
+def _shading(n: int, layers: int, size: int, g, device, strength: float = 0.3):
+    """A flat colour per layer plus a random linear shading gradient along a ramp centred on the
+    image: the ``colors``, ``gradients`` and ramp coordinates of :func:`inversion.kernels.render_shapes`."""
+    base = _rand(n, layers, 3, g=g, device=device)
     direction = _randn(n, layers, 2, g=g, device=device)
-    ramp = (direction[..., 0, None, None] * axis[None, None, :, None]
-            + direction[..., 1, None, None] * axis[None, None, None, :])         # (n, L, H, W)
-    return (base + strength * ramp[:, :, None]).clamp(0, 1)
+    ramp = torch.linspace(-0.5, 0.5, size, device=device)
+    return base, strength * direction, ramp
 
 
 def dead_leaves(n: int, size: int, g: torch.Generator | None, device=None, discs: int = 40,
@@ -152,44 +143,39 @@ def dead_leaves(n: int, size: int, g: torch.Generator | None, device=None, discs
     """The dead-leaves model (Lee, Mumford & Huang 2001): occluding discs painted in random order,
     radius density p(r) ~ r^-3 truncated to [size/16, size/2] (2-16 px at 32 px), so that most
     leaves span several pixels instead of speckle; each leaf a shaded colour; a pink-noise
-    background shows where no leaf falls. Rendered at ``size`` on ``device``."""
+    background shows where no leaf falls. Rendered at ``size`` on ``device`` by
+    :func:`inversion.kernels.render_discs` (a Triton kernel on CUDA)."""
     device = _device(g, device)
     rmin, rmax = rmin_frac * size, rmax_frac * size
     u = _rand(n, discs, g=g, device=device)
     radius = (rmin ** -2 + u * (rmax ** -2 - rmin ** -2)) ** -0.5     # inverse CDF of p(r) ~ r^-3
     centre = _rand(n, discs, 2, g=g, device=device) * size
-    colour = _shaded_colours(n, discs, size, g, device)
+    colour, gradient, ramp = _shading(n, discs, size, g, device)
     background = (_random_colour(n, g, device) + 0.15 * _one_over_f(n, size, g, device)).clamp(0, 1)
-    yy, xx = torch.meshgrid(torch.arange(size, device=device) + 0.5, torch.arange(size, device=device) + 0.5,
-                            indexing="ij")
-    d2 = (xx - centre[..., 0, None, None]) ** 2 + (yy - centre[..., 1, None, None]) ** 2
-    image = _paint(background, d2 <= radius[..., None, None] ** 2, colour)
+    image = render_discs(centre, radius, colour, background, size, size, gradients=gradient,
+                         ramp_xs=ramp, ramp_ys=ramp)
     return _blur(image, torch.full((n,), 0.5, device=device)).clamp(0, 1)
+
+
+# the shapes' kind codes in inversion.kernels.SHAPES, in the order ``shapes`` draws them
+_SHAPE_CODES = (SHAPES.index("rectangle"), SHAPES.index("ellipse"), SHAPES.index("triangle"))
 
 
 def shapes(n: int, size: int, g: torch.Generator | None, device=None, count: int = 12) -> torch.Tensor:
     """Random shapes: rotated rectangles, ellipses and triangles of random size (1/8 to 3/4 of the
     image), shaded colours, over a 1/f-noise background; edges and flat regions like objects in a
-    photo. Rendered at ``size`` on ``device``."""
+    photo. Rendered at ``size`` on ``device`` by :func:`inversion.kernels.render_shapes`."""
     device = _device(g, device)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size, device=device), torch.linspace(0, 1, size, device=device),
-                            indexing="ij")
+    unit = torch.linspace(0, 1, size, device=device)
     centre = _rand(n, count, 2, g=g, device=device)
     half = (0.06 + 0.32 * _rand(n, count, 2, g=g, device=device))              # half-extents in image units
     angle = math.pi * _rand(n, count, g=g, device=device)
     kind = torch.randint(0, 3, (n, count), generator=g, device=device)
-    dx = xx - centre[..., 0, None, None]
-    dy = yy - centre[..., 1, None, None]
-    cos, sin = angle.cos()[..., None, None], angle.sin()[..., None, None]
-    u = (cos * dx + sin * dy) / half[..., 0, None, None]
-    v = (-sin * dx + cos * dy) / half[..., 1, None, None]
-    rectangle = (u.abs() <= 1) & (v.abs() <= 1)
-    ellipse = u ** 2 + v ** 2 <= 1
-    triangle = (v >= -1) & (v <= 1) & (u.abs() <= (1 - v) / 2)
-    masks = torch.where(kind[..., None, None] == 0, rectangle, torch.where(kind[..., None, None] == 1, ellipse, triangle))
-    colour = _shaded_colours(n, count, size, g, device)
+    colour, gradient, ramp = _shading(n, count, size, g, device)
     background = (_random_colour(n, g, device) + 0.2 * _one_over_f(n, size, g, device)).clamp(0, 1)
-    image = _paint(background, masks, colour)
+    codes = torch.tensor(_SHAPE_CODES, device=device)[kind]
+    image = render_shapes(centre, half, colour, background, size, size, kinds=codes, angles=angle,
+                          gradients=gradient, xs=unit, ys=unit, ramp_xs=ramp, ramp_ys=ramp)
     return _blur(image, torch.full((n,), 0.5, device=device)).clamp(0, 1)
 
 
