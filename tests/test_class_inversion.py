@@ -247,3 +247,27 @@ def test_benchmark_reports_side_by_side_timings():
     assert overhead["batch"] == 8 and overhead["step_seconds"] > 0 and overhead["ratio"] > 0
     speed = batching_speedup(tiny_cnn(), config, n_targets=3)
     assert speed["targets"] == 3 and speed["speedup"] > 0
+
+
+@pytest.mark.parametrize("jitter,color_shift,copies", [(2, 1.0, 3), (0, 0.5, 2), (1, 0.0, 1)])
+def test_pii_fused_augmentation_equals_the_three_transforms(jitter, color_shift, copies):
+    """PIIConfig's fused PIIAugment (inversion.kernels) gives the images and gradients of
+    Jitter -> Ensemble -> ColorShift, with the generator left in the same state."""
+    from inversion.class_inversion.augmentations import Ensemble, Jitter, PIIAugment
+
+    config = PIIConfig(jitter=jitter, color_shift=color_shift, copies=copies)
+    (fused,) = config.transforms(16)
+    assert isinstance(fused, PIIAugment)
+    chain = [Jitter(jitter), Ensemble(copies)] + ([ColorShift(color_shift, color_shift)] if color_shift else [])
+    x = torch.rand(3, 3, 16, 16, requires_grad=True)
+    g1, g2 = gen(5), gen(5)
+    a = fused(x, g1)
+    b = x
+    for t in chain:
+        b = t(b, g2)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+    w = torch.randn_like(a)
+    (ga,) = torch.autograd.grad((a * w).sum(), x)
+    (gb,) = torch.autograd.grad((b * w).sum(), x)
+    assert torch.allclose(ga, gb, atol=1e-6)

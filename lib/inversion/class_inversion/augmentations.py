@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..kernels import pii_augment_random
+
 
 def _check_batch(x: torch.Tensor) -> None:
     if x.dim() != 4:
@@ -132,6 +134,22 @@ class ColorShift(Transform):
 
     def extra_repr(self) -> str:
         return f"mean_shift={self.mean_shift}, log_scale={self.log_scale}"
+
+
+class PIIAugment(Transform):
+    """Jitter -> Ensemble -> ColorShift in one call: the same draws and result as the three
+    transforms in a row, computed by :func:`inversion.kernels.pii_augment` (one fused Triton
+    kernel on CUDA with its own backward; the same torch operations elsewhere)."""
+
+    def __init__(self, max_shift: int, copies: int, mean_shift: float = 1.0, log_scale: float = 1.0):
+        super().__init__()
+        self.jitter, self.ensemble = Jitter(max_shift), Ensemble(copies)
+        self.color_shift = ColorShift(mean_shift, log_scale)      # validates the strengths
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _check_batch(x)
+        return pii_augment_random(x, self.ensemble.copies, self.jitter.max_shift, self.color_shift.mean_shift,
+                                  self.color_shift.log_scale, generator)
 
 
 class Compose(Transform):

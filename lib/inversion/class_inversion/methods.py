@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from .. import precision as precision_switch
-from .augmentations import ColorShift, Ensemble, Flip, Jitter, default_jitter, zoom_stages
+from .augmentations import ColorShift, Ensemble, Flip, Jitter, PIIAugment, default_jitter, zoom_stages
 from .loop import InversionResult, Stage, accepts_size, input_size, optimize
 from .objectives import BatchNormStatistics, ClassCrossEntropy, L2Prior, Term, TotalVariation
 
@@ -71,10 +71,9 @@ class PIIConfig:
         jitter = default_jitter(size) if self.jitter is None else self.jitter
         if seen is not None and seen != size:
             jitter = round(jitter * seen / size)
-        out = [Jitter(jitter)]
-        if self.flip:
-            out.append(Flip())
-        out.append(Ensemble(self.copies))
+        if not self.flip:  # the paper's augmentations, fused (inversion.kernels on CUDA)
+            return [PIIAugment(jitter, self.copies, self.color_shift, self.color_shift)]
+        out = [Jitter(jitter), Flip(), Ensemble(self.copies)]
         if self.color_shift > 0:
             out.append(ColorShift(self.color_shift, self.color_shift))
         return out
