@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh
 
-study: setup        ## the whole study in the mini profile (trains the zoo once, then cached)
+study: setup        ## the whole study in the mini profile, inverting the committed zoo (trains no classifier)
 	$(PY) -m inversion.reproduce --profile mini
 
 smoke: setup        ## every notebook in seconds (the same batch the tests run)
