@@ -270,12 +270,13 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
 
 
 def classifier_key(classifier_name: str, profile: str) -> str:
-    """Identity of a zoo classifier's weights (its checkpoint's file stem, which hashes its recipe)."""
+    """Identity of a zoo classifier's weights (``<name>-<recipe hash>``), so a retrained classifier
+    gets a new generator."""
     from ..models import get_spec
-    from ..models.zoo import checkpoint_files
+    from ..models.zoo import weights_key
 
     if get_spec(classifier_name).source == "trained":
-        return checkpoint_files(classifier_name, profile)[0].stem
+        return weights_key(classifier_name, profile)
     return classifier_name
 
 
