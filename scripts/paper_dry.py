@@ -180,7 +180,8 @@ def write_untrained_zoo(names: set[str], device: str) -> list[str]:
     from safetensors.torch import save_file
 
     from inversion import reproduce
-    from inversion.models import cifar_resnet, zoo
+    from inversion.models import zoo
+    from inversion.paths import sha256
     from inversion.models.architectures import Classifier
 
     written = []
@@ -202,7 +203,7 @@ def write_untrained_zoo(names: set[str], device: str) -> list[str]:
             "dataset": spec.dataset, "profile": "paper", "recipe": dataclasses.asdict(recipe),
             "recipe_hash": recipe.key(), "seed": 0, "parameters": sum(p.numel() for p in model.parameters()),
             "train_seconds": 0.0, "train_steps": 0, "final_train_loss": None, **metrics,
-            "sha256": cifar_resnet.sha256(weights), "bytes": weights.stat().st_size, "dtype": "float32",
+            "sha256": sha256(weights), "bytes": weights.stat().st_size, "dtype": "float32",
             "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
             "code_commit": version["commit"] or "unknown", "code_dirty": version["dirty"],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

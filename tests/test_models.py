@@ -157,7 +157,7 @@ def test_smoke_zoo_checkpoint_cache():
     model = load("cnn", "smoke")
     meta = zoo.read_metadata("cnn", "smoke")
     weights, _ = zoo.checkpoint_files("cnn", "smoke")
-    from inversion.models.cifar_resnet import sha256
+    from inversion.paths import sha256
     assert meta["sha256"] == sha256(weights)
     # smoke models are plumbing only: 32 steps sit on the initial loss plateau (~chance accuracy);
     # whether training learns is tested by test_training_lowers_loss
@@ -223,3 +223,21 @@ def test_timm_input_config_is_timms_own(name):
     assert spec.config.num_classes == 1000
     if name == "imagenet-vit-b16":  # the augreg ViT was trained with mean = std = 0.5, not ImageNet's statistics
         assert spec.config.mean == (0.5, 0.5, 0.5)
+
+
+def test_find_or_download_explains_what_is_missing(tmp_path):
+    from inversion.paths import find_or_download
+
+    folders = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(FileNotFoundError, match="not found"):
+        find_or_download("w.th", folders, "file:///nonexistent/w.th", "00", "SOME_DIR", download=False)
+    with pytest.raises(FileNotFoundError, match="SOME_DIR"):
+        find_or_download("w.th", folders, "file:///nonexistent/w.th", "00", "SOME_DIR")
+    assert not (folders[-1] / "w.th").exists()
+    (folders[0]).mkdir()
+    (folders[0] / "w.th").write_bytes(b"weights")
+    from inversion.paths import sha256
+    digest = sha256(folders[0] / "w.th")
+    assert find_or_download("w.th", folders, "", digest[:8], "SOME_DIR") == folders[0] / "w.th"
+    with pytest.raises(ValueError, match="sha256"):
+        find_or_download("w.th", folders, "", "zz", "SOME_DIR")

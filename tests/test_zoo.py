@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from inversion.models import REGISTRY, Classifier, InputConfig, Recipe, architectures, training, zoo
-from inversion.models.cifar_resnet import sha256
+from inversion.paths import sha256
 
 TINY = lambda: architectures.resnet((4, 4, 4), (1, 1, 1))  # noqa: E731
 

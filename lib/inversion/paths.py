@@ -51,3 +51,42 @@ def figures_dir(profile: str) -> Path:
 
 def runs_dir(profile: str) -> Path:
     return data_dir() / "runs" / profile
+
+
+def sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_or_download(file: str, folders: list[Path], url: str, sha256_prefix: str, env_var: str,
+                     download: bool = True) -> Path:
+    """``folder / file`` from the first of ``folders`` that holds it, else downloaded from ``url``
+    into the last folder; its sha256 must start with ``sha256_prefix``. Offline, the error names
+    the URL, the folders and the environment variable that adds a folder."""
+    import urllib.request
+
+    for folder in folders:
+        if (folder / file).is_file():
+            path = folder / file
+            break
+    else:
+        where = [str(d) for d in folders]
+        if not download:
+            raise FileNotFoundError(f"{file} not found in {where}")
+        path = folders[-1] / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            urllib.request.urlretrieve(url, path)
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            raise FileNotFoundError(f"{file} is not on this machine and could not be downloaded ({error}). "
+                                    f"Download {url} into one of {where} or set {env_var}.") from error
+    if not sha256(path).startswith(sha256_prefix):
+        raise ValueError(f"{path}: sha256 does not start with {sha256_prefix}; the file is corrupt or another one")
+    return path

@@ -34,7 +34,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..paths import data_dir, repo_root
+from ..paths import data_dir, repo_root, sha256
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
@@ -80,14 +80,6 @@ class Cifar10:
 
     def dataset(self) -> torch.utils.data.TensorDataset:
         return torch.utils.data.TensorDataset(self.images, self.labels)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- lookup ------------------------------------------------------------------------------------

@@ -7,16 +7,14 @@ Weights: the public checkpoints of Y. Idelbayev (BSD-2-Clause).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.request
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..paths import data_dir
+from ..paths import data_dir, find_or_download
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -78,14 +76,6 @@ class CifarResNet(nn.Module):
         return self.linear(self.forward_features(x).mean(dim=(2, 3)))
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def candidate_dirs() -> list[Path]:
     """Where checkpoint files are looked for: ``CIFAR10_RESNETS_DIR``, ``../shared/assets``, data/."""
     from ..paths import repo_root
@@ -99,26 +89,7 @@ def checkpoint_path(depth: int, download: bool = True) -> Path:
     """The verified local file of a checkpoint; downloaded (with hash check) when not found."""
     name = CHECKPOINTS[depth]
     prefix = name.rsplit("-", 1)[1].split(".")[0]
-    for folder in candidate_dirs():
-        if (folder / name).is_file():
-            path = folder / name
-            break
-    else:
-        if not download:
-            raise FileNotFoundError(f"{name} not found in {[str(d) for d in candidate_dirs()]}")
-        path = data_dir() / "cifar10-resnets" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            urllib.request.urlretrieve(URL.format(name), path)
-        except OSError as error:
-            path.unlink(missing_ok=True)
-            raise FileNotFoundError(
-                f"{name} is not on this machine and could not be downloaded ({error}). Download "
-                f"{URL.format(name)} into one of {[str(d) for d in candidate_dirs()]} "
-                f"or set CIFAR10_RESNETS_DIR.") from error
-    if not sha256(path).startswith(prefix):
-        raise ValueError(f"{path}: sha256 does not start with {prefix}; the file is corrupt")
-    return path
+    return find_or_download(name, candidate_dirs(), URL.format(name), prefix, "CIFAR10_RESNETS_DIR", download)
 
 
 def pretrained(depth: int) -> CifarResNet:

@@ -10,15 +10,13 @@ shortcut when the shape changes), flatten in (C, H, W) order, ``linear1`` -> ReL
 from __future__ import annotations
 
 import os
-import urllib.request
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..paths import data_dir, repo_root
-from .cifar_resnet import sha256
+from ..paths import data_dir, find_or_download, repo_root
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # the normalization these checkpoints were trained with
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
@@ -80,27 +78,9 @@ def candidate_dirs() -> list[Path]:
 
 def checkpoint_path(name: str, download: bool = True) -> Path:
     """The verified local checkpoint file; downloaded (sha256-prefix checked) when not found."""
-    file, prefix = f"{name}.pth", ARCHITECTURES[name][2]
-    for folder in candidate_dirs():
-        if (folder / file).is_file():
-            path = folder / file
-            break
-    else:
-        if not download:
-            raise FileNotFoundError(f"{file} not found in {[str(d) for d in candidate_dirs()]}")
-        path = data_dir() / "cifar10-robust-resnets" / file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            urllib.request.urlretrieve(URL.format(name), path)
-        except OSError as error:
-            path.unlink(missing_ok=True)
-            raise FileNotFoundError(
-                f"{file} is not on this machine and could not be downloaded ({error}). Download "
-                f"{URL.format(name)} into one of {[str(d) for d in candidate_dirs()]} "
-                f"or set CIFAR10_ROBUST_DIR.") from error
-    if not sha256(path).startswith(prefix):
-        raise ValueError(f"{path}: sha256 does not start with {prefix}; the file is corrupt or another model")
-    return path
+    file = f"{name}.pth"
+    return find_or_download(file, candidate_dirs(), URL.format(name), ARCHITECTURES[name][2], "CIFAR10_ROBUST_DIR",
+                            download)
 
 
 def pretrained(name: str) -> RobustResNet:

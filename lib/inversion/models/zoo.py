@@ -32,7 +32,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..data import cifar10, fashion_scenes
-from ..paths import checkpoint_dir, data_dir, repo_root
+from ..paths import checkpoint_dir, data_dir, repo_root, sha256
 from . import architectures, cifar_resnet, robust_resnet
 from .architectures import Classifier, InputConfig
 from .training import TRAINING_CODE_VERSION, Recipe, accuracy, robust_accuracy, train
@@ -285,7 +285,7 @@ def check_committed(name: str, profile: str = "mini") -> list[str]:
                           f"{TRAINING_CODE_VERSION} now")
         problems.append(f"recipe hash {meta.get('recipe_hash')} in the file, {recipe.key()} registered ("
                         + ("; ".join(fields) or "same fields") + ")")
-    actual = cifar_resnet.sha256(weights)
+    actual = sha256(weights)
     if meta.get("sha256") != actual:
         problems.append(f"sha256 of {weights.name} is {actual}, the metadata says {meta.get('sha256')}")
     return problems
@@ -358,7 +358,7 @@ def _train_and_cache(spec: ModelSpec, profile: str, device) -> Classifier:
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(log["train_seconds"], 1), "train_steps": log["steps"],
         "final_train_loss": round(log["final_loss"], 4), **metrics,
-        "sha256": cifar_resnet.sha256(weights), "bytes": weights.stat().st_size, "dtype": "float32",
+        "sha256": sha256(weights), "bytes": weights.stat().st_size, "dtype": "float32",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
         "code_commit": commit, "code_dirty": dirty,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
