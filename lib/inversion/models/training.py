@@ -56,6 +56,14 @@ class Recipe:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _generator_on(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """``generator`` itself on its own device; elsewhere a fresh generator on ``device`` seeded from it."""
+    if generator is None or generator.device == device:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
            step_size: float | None = None, generator: torch.Generator | None = None,
            precision: str = "fp32") -> torch.Tensor:
@@ -69,9 +77,7 @@ def pgd_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
     step_size = step_size or 2.5 * eps / steps
     was_training = model.training
     model.eval()
-    if generator is not None and generator.device != x.device:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = _generator_on(generator, x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device)
     noise = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * eps * torch.rand(
         len(x), 1, 1, 1, generator=generator, device=x.device)
@@ -100,9 +106,7 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, ste
     step_size = step_size or 2.5 * eps / steps
     was_training = model.training
     model.eval()
-    if generator is not None and generator.device != x.device:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        generator = torch.Generator(device=x.device).manual_seed(seed)
+    generator = _generator_on(generator, x.device)
     noise = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * eps
     delta = ((x + noise).clamp(0, 1) - x).detach()
     for _ in range(steps):
