@@ -178,12 +178,14 @@ _warnings.filterwarnings("ignore", message="IProgress not found")
 """
 
 
-def _stats_environment(folder: Path, stats_file: Path) -> dict[str, str]:
-    """Environment variables that make the kernel record its peak memory into ``stats_file``."""
+def _kernel_environment(folder: Path, stats_file: Path) -> dict[str, str]:
+    """Environment variables of the kernel: it records its peak memory into ``stats_file``, and
+    shows figures inline whatever ``MPLBACKEND`` the caller has (the tests set ``Agg``)."""
     startup = folder / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
     (startup / "00-inversion-run-stats.py").write_text(_STATS_STARTUP)
-    return {"IPYTHONDIR": str(folder), "INVERSION_RUN_STATS": str(stats_file)}
+    return {"IPYTHONDIR": str(folder), "INVERSION_RUN_STATS": str(stats_file),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 
 def run_notebook(name: str, path: Path, profile: str, log_dir: Path, overrides: dict | None = None,
@@ -203,8 +205,9 @@ def run_notebook(name: str, path: Path, profile: str, log_dir: Path, overrides: 
         record["overrides"] = overrides
     with tempfile.TemporaryDirectory(prefix="inversion-ipython-") as tmp:
         stats_file = Path(tmp) / "stats.json"
-        saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "INVERSION_RUN_STATS")}
-        os.environ.update(_stats_environment(Path(tmp), stats_file))  # the kernel inherits them
+        kernel_env = _kernel_environment(Path(tmp), stats_file)
+        saved = {k: os.environ.get(k) for k in kernel_env}
+        os.environ.update(kernel_env)  # the kernel inherits them
         try:
             params = parameters(name, profile, overrides)
             with open(log_dir / f"{name}.log", "w") as log:
