@@ -6,9 +6,10 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
 from inversion import precision
-from inversion.class_inversion import (DeepInversionConfig, Jitter, PIIConfig, accepts_size, invert, legacy_mode,
+from inversion.class_inversion import (DeepInversionConfig, PIIConfig, accepts_size, invert, legacy_mode,
                                        resolve_stage_input, visualize_units, with_overrides, with_speed)
 from inversion.models import Classifier, InputConfig
+from inversion.class_inversion.augmentations import PIIAugment
 
 SMALL = InputConfig(input_size=(3, 16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=4)
 FAST = PIIConfig(steps_per_stage=4, stages=3, copies=2, lr=0.05)
@@ -77,7 +78,7 @@ def test_jitter_range_shrinks_with_the_stage_it_is_applied_at():
     config = PIIConfig(jitter=4)
     assert config.transforms(16)[0].max_shift == 4
     assert config.transforms(16, seen=8)[0].max_shift == 2
-    assert isinstance(PIIConfig().transforms(32, seen=8)[0], Jitter)
+    assert isinstance(PIIConfig().transforms(32, seen=8)[0], PIIAugment)  # jitter, fused with the ensemble and ColorShift
     assert PIIConfig().transforms(32, seen=8)[0].max_shift == round(round(32 / 7) * 8 / 32)
 
 

@@ -146,6 +146,11 @@ class PIIAugment(Transform):
         self.jitter, self.ensemble = Jitter(max_shift), Ensemble(copies)
         self.color_shift = ColorShift(mean_shift, log_scale)      # validates the strengths
 
+    @property
+    def max_shift(self) -> int:
+        """The jitter range in pixels."""
+        return self.jitter.max_shift
+
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         _check_batch(x)
         return pii_augment_random(x, self.ensemble.copies, self.jitter.max_shift, self.color_shift.mean_shift,

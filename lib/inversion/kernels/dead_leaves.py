@@ -78,7 +78,8 @@ def _prepare(centers, sizes, colors, background, height, width, kinds, angles, g
         kinds = torch.zeros(n, k, dtype=torch.int32, device=device)
     if tuple(kinds.shape) != (n, k) or kinds.is_floating_point():
         raise ValueError(f"kinds must be an integer (N, K) = {(n, k)} tensor of codes {dict(enumerate(SHAPES))}")
-    checkable = kinds.numel() and not torch.compiler.is_compiling()      # no host sync when compiled
+    # no host sync when compiled; nothing to read on the meta device
+    checkable = kinds.numel() and kinds.device.type != "meta" and not torch.compiler.is_compiling()
     if checkable and (int(kinds.min()) < 0 or int(kinds.max()) >= len(SHAPES)):
         raise ValueError(f"kinds must hold codes 0..{len(SHAPES) - 1} ({', '.join(SHAPES)})")
     if angles is None:
@@ -119,7 +120,8 @@ def _covered(p: dict, start: int, stop: int) -> torch.Tensor:
     kinds = p["kinds"][:, sl]
     a = p["half"][:, sl, 0, None, None]
     inside = dx * dx + dy * dy <= a * a                                                   # disc
-    if torch.compiler.is_compiling() or bool((kinds != DISC).any()):   # no host sync when compiled
+    # a host sync only in eager mode on a real device (compiled and meta tensors take every branch)
+    if torch.compiler.is_compiling() or kinds.device.type == "meta" or bool((kinds != DISC).any()):
         cos, sin = p["cos"][:, sl, None, None], p["sin"][:, sl, None, None]
         u = (cos * dx + sin * dy) * p["inverse"][:, sl, 0, None, None]
         v = (-sin * dx + cos * dy) * p["inverse"][:, sl, 1, None, None]
