@@ -1,4 +1,4 @@
-"""Side-by-side timings of the inversion loop (issue 3's performance targets), measured in one run.
+"""Side-by-side timings of the inversion loop, measured in one run.
 
 * :func:`step_overhead` - seconds per PII step divided by seconds per bare forward+backward of the
   same model on the same batch (targets x copies images, gradient with respect to the input).

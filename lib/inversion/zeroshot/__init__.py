@@ -1,4 +1,4 @@
-"""Zero-shot divide-and-conquer inversion (Dong et al., arXiv 2107.06304; STUDY.md part C).
+"""Zero-shot divide-and-conquer inversion (Dong et al., arXiv 2107.06304).
 
 ``split`` cuts a classifier into blocks f_1..f_K, ``inverse`` builds g_1..g_K from their
 shapes, ``synthetic`` makes the (never real) training inputs, ``losses`` holds the block-wise,

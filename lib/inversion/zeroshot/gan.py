@@ -1,4 +1,4 @@
-"""A small SNGAN and its zero-shot inversion (Dong et al., arXiv 2107.06304, GAN section; STUDY.md part C).
+"""A small SNGAN and its zero-shot inversion (Dong et al., arXiv 2107.06304, GAN section).
 
 * :class:`Generator` - z ~ N(0, I) -> 32x32 RGB in [0, 1], built as named blocks
   (``fc``: z -> 4x4, ``up1``..``up3``: nearest x2 + conv + BN + ReLU, ``to_rgb``) so that it

@@ -1,4 +1,4 @@
-"""The zero-shot inversion objective (STUDY.md part C, our reconstruction of the paper's eq. 1-3).
+"""The zero-shot inversion objective (our reconstruction of the paper's eq. 1-3).
 
 With h_0 = x, h_k = f_k(h_{k-1}) and G_k = g_1 o ... o g_k:
 
