@@ -111,7 +111,8 @@ def profile_config(params: dict, data: str, mode: str = "progressive", blocks: i
     return InverseConfig(data=data, mode=mode, block_steps=b, joint_steps=j, finetune_steps=finetune,
                          batch_size=params["batch_size"], lr=params["lr"], width_mult=params["width_mult"],
                          decoder_width=params["decoder_width"], pool_size=params["deepinversion_pool"],
-                         deepinversion_steps=params["deepinversion_steps"], seed=params["seed"])
+                         deepinversion_steps=params["deepinversion_steps"], seed=params["seed"],
+                         cycle_weight=params.get("cycle_weight", InverseConfig.cycle_weight))
 
 
 def build_inverse(shapes, config: InverseConfig) -> nn.Module:
