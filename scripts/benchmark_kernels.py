@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     triton_pii = lambda x, sh, mu, sg, c: pii_augment(x, sh, mu, sg, c, backend="triton")   # noqa: E731
     for label, wrap in (("pii forward", forward), ("pii forward+backward", forward_backward)):
         for implementation, fn in implementations(pii_augment_reference, triton_pii):
-            measure(label, implementation, lambda: wrap(fn), device, args, rows)
+            measure(label, implementation, lambda wrap=wrap, fn=fn: wrap(fn), device, args, rows)
 
     for label, count, shapes in (("dead leaves", args.discs, False), ("random shapes", args.shapes, True)):
         print(f"\n{label}: {args.leaves_images} images of {s} px, {count} shapes each")
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         def full(*, _p=params, _o=options):
             return full_mask_render(**_p, height=s, width=s, **_o)
         for implementation, fn in implementations(reference, triton_render, full):
-            measure(label, implementation, lambda: fn, device, args, rows)
+            measure(label, implementation, lambda fn=fn: fn, device, args, rows)
 
     print("\nworkload               implementation    ms/call  CPU ms/call   peak MiB   vs torch (wall)")
     base = {r["workload"]: r["ms_per_call"] for r in rows if r["implementation"] == "torch"}

@@ -153,7 +153,8 @@ def test_bn_first_layer_weight():
         term.detach()
     h = _bn_inputs(model, x)[0]
     layer = BatchNormStatistics.layers(model)[0]
-    first = ((h.mean((0, 2, 3)) - layer.running_mean).norm() + (h.var((0, 2, 3), unbiased=False) - layer.running_var).norm()).item()
+    first = ((h.mean((0, 2, 3)) - layer.running_mean).norm()
+             + (h.var((0, 2, 3), unbiased=False) - layer.running_var).norm()).item()
     assert values[1] - values[0] == pytest.approx(9 * first, rel=1e-4)
 
 

@@ -36,7 +36,7 @@ def test_fashion_mnist_shapes():
 
 
 def test_fashion_mnist_named_dir_wins(tmp_path):
-    for split, (img, lab) in fashion_mnist.FILES.items():
+    for img, lab in fashion_mnist.FILES.values():
         _write_idx(tmp_path / img, np.full((3, 28, 28), 7))
         _write_idx(tmp_path / lab, np.array([1, 2, 3]))
     images, labels = fashion_mnist.load("train", root=tmp_path)

@@ -17,7 +17,6 @@ getting its own random draw, so one batch can hold the copies of many inversion 
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch

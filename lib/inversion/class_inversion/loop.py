@@ -21,7 +21,7 @@ the targets only share the forward pass (and, for DeepInversion, the batch stati
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch

@@ -154,7 +154,7 @@ def _load_complete(path: Path, config: FeedforwardConfig, fingerprint: str,
 def train_step(G: LogitConditionedGenerator, D: ProjectionDiscriminator, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, images: torch.Tensor, logits: torch.Tensor, rng: torch.Generator,
                c: FeedforwardConfig, classifier: nn.Module | None = None,
-               device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One generator update after ``c.n_dis`` discriminator updates (hinge losses), batches drawn
     from uint8 ``images`` and their ``logits`` with ``rng``; the forward passes run under
     ``c.precision``. Returns the last D loss, the G loss and the reconstruction term."""

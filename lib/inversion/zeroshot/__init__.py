@@ -2,8 +2,8 @@
 
 ``split`` cuts a classifier into blocks f_1..f_K, ``inverse`` builds g_1..g_K from their
 shapes, ``synthetic`` makes the (never real) training inputs, ``losses`` holds the block-wise,
-input-space and cycle terms, ``train`` the progressive training and the baselines (plain decoder, end-to-end, stage-wise), ``gan`` the
-SNGAN whose generator is inverted the same way.
+input-space and cycle terms, ``train`` the progressive training and the baselines (plain decoder, end-to-end,
+stage-wise), ``gan`` the SNGAN whose generator is inverted the same way.
 """
 from .inverse import InverseChain, inverse_block
 from .losses import ZeroShotObjective, block_wise_loss, cycle_loss, input_space_loss, zero_shot_loss

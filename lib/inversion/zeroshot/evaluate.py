@@ -100,7 +100,8 @@ def speedup_at_equal_quality(inverse_psnr: float, inverse_seconds: float,
     """
     reach = next(((s, t, p) for s, t, p in trajectory if p >= inverse_psnr), None)
     last = trajectory[-1]
-    return {"speedup": (reach[1] if reach else last[1]) / inverse_seconds,"inverse_psnr": inverse_psnr, "inverse_seconds_per_image": inverse_seconds,
+    return {"speedup": (reach[1] if reach else last[1]) / inverse_seconds, "inverse_psnr": inverse_psnr,
+            "inverse_seconds_per_image": inverse_seconds,
             "optimization_steps_to_match": reach[0] if reach else None,
             "speedup_at_equal_psnr": (reach[1] / inverse_seconds) if reach else None,
             "optimization_final_psnr": last[2], "optimization_final_seconds_per_image": last[1],

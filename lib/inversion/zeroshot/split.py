@@ -16,7 +16,6 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 Shape = tuple[int, ...]
 
