@@ -253,3 +253,17 @@ def test_synthesizers_render_through_the_kernel_dispatch_as_the_mask_formula():
         image = torch.where(inside[:, k, None], colour[:, k], image)
     expected = synthetic._blur(image, torch.full((n,), 0.5)).clamp(0, 1)
     assert torch.allclose(x, expected, atol=1e-5)
+
+
+def test_inverse_norm_puts_batchnorm_in_the_residual_blocks_and_keeps_shapes():
+    shapes = [(3, 32, 32), (16, 32, 32), (32, 16, 16)]
+    plain, batch = InverseChain(shapes), InverseChain(shapes, norm="batch")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in batch.modules()) == 4   # 2 per residual block
+    assert set(plain.state_dict()) < set(batch.state_dict())   # "none" keeps the earlier parameter names
+    h = torch.randn(2, *shapes[-1])
+    assert batch.eval()(h).shape == (2, *shapes[0])
+    with pytest.raises(ValueError, match="norm"):
+        InverseChain(shapes, norm="layer")
+    with pytest.raises(ValueError, match="inverse_norm"):
+        InverseConfig(inverse_norm="group")

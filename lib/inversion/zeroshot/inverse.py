@@ -5,9 +5,11 @@ conv net that upsamples (nearest + conv) by the factor the forward block downsam
 downsamples, stride-2 convs, where a generator block upsampled); for a vector input (a GAN's
 latent z) it is an MLP on the flattened feature map; for
 token activations (L, D) of a ViT it is a residual MLP over tokens, and the patch embedding is
-inverted by a linear map from each token to its patch's pixels. No normalization layers: the
-inverse is trained on synthesized inputs and applied to real ones, so batch statistics from
-the training distribution must not be baked in. ``InverseChain`` composes G_k = g_1 o ... o g_k.
+inverted by a linear map from each token to its patch's pixels. Normalization is a choice
+(``norm``): ``"none"`` keeps batch statistics of the synthesized training data out of the inverse;
+``"batch"`` puts BatchNorm in the residual blocks, as the plain decoder has it (notebook 05's
+profiles use it). ``InverseChain`` composes
+G_k = g_1 o ... o g_k.
 """
 from __future__ import annotations
 
@@ -20,14 +22,26 @@ import torch.nn.functional as F
 Shape = tuple[int, ...]
 
 
+NORMS = ("none", "batch")
+
+
 class ResidualConv(nn.Module):
-    def __init__(self, width: int):
+    """x + conv(act(conv(act(x)))): leaky ReLUs without normalization (``norm="none"``), or ReLUs
+    with BatchNorm after each conv (``norm="batch"``)."""
+
+    def __init__(self, width: int, norm: str = "none"):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
         self.conv1 = nn.Conv2d(width, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        batch = norm == "batch"
+        self.norm1 = nn.BatchNorm2d(width) if batch else nn.Identity()
+        self.norm2 = nn.BatchNorm2d(width) if batch else nn.Identity()
+        self.act = nn.ReLU() if batch else nn.LeakyReLU(0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+        return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(self.act(x))))))
 
 
 class ConvInverse(nn.Module):
@@ -40,7 +54,8 @@ class ConvInverse(nn.Module):
     (``h + r(h)``, r initialized to zero).
     """
 
-    def __init__(self, in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1):
+    def __init__(self, in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1,
+                 norm: str = "none"):
         super().__init__()
         c_in, h_in, w_in = in_shape
         c_out, h_out, w_out = out_shape
@@ -55,7 +70,7 @@ class ConvInverse(nn.Module):
         self.scale = factor if up else 1 / factor
         width = width or max(c_in, c_out, 16)
         self.head = nn.Conv2d(c_out, width, 3, padding=1)
-        self.body = nn.Sequential(*[ResidualConv(width) for _ in range(depth)])
+        self.body = nn.Sequential(*[ResidualConv(width, norm) for _ in range(depth)])
         steps, channels = [], width
         for _ in range(factor.bit_length() - 1):
             if up:
@@ -153,10 +168,12 @@ class PatchInverse(nn.Module):
         return F.fold(x, size, kernel_size=self.patch, stride=self.patch)
 
 
-def inverse_block(in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1) -> nn.Module:
-    """An inverse g for a forward block mapping ``in_shape`` -> ``out_shape`` (no batch dimension)."""
+def inverse_block(in_shape: Shape, out_shape: Shape, width: int | None = None, depth: int = 1,
+                  norm: str = "none") -> nn.Module:
+    """An inverse g for a forward block mapping ``in_shape`` -> ``out_shape`` (no batch dimension);
+    ``norm`` applies to convolutional inverses."""
     if len(in_shape) == 3 and len(out_shape) == 3:
-        return ConvInverse(in_shape, out_shape, width, depth)
+        return ConvInverse(in_shape, out_shape, width, depth, norm)
     if len(in_shape) == 2 and len(out_shape) == 2:
         return TokenInverse(in_shape, out_shape, depth=max(depth, 1))
     if len(in_shape) == 3 and len(out_shape) == 2:
@@ -219,7 +236,7 @@ class DecoderBank(nn.Module):
 class InverseChain(nn.Module):
     """g_1..g_K; ``forward(h, depth=k)`` is G_k(h_k) = g_1(g_2(...g_k(h_k)))."""
 
-    def __init__(self, shapes: Sequence[Shape], width_mult: float = 1.0, depth: int = 1):
+    def __init__(self, shapes: Sequence[Shape], width_mult: float = 1.0, depth: int = 1, norm: str = "none"):
         super().__init__()
         self.shapes = [tuple(s) for s in shapes]
         self.inverses = nn.ModuleList()
@@ -227,7 +244,7 @@ class InverseChain(nn.Module):
             width = None
             if len(shapes[k]) == 3:
                 width = max(16, int(round(width_mult * max(shapes[k - 1][0], shapes[k][0]))))
-            self.inverses.append(inverse_block(self.shapes[k - 1], self.shapes[k], width, depth))
+            self.inverses.append(inverse_block(self.shapes[k - 1], self.shapes[k], width, depth, norm))
 
     def __len__(self) -> int:
         return len(self.inverses)

@@ -46,7 +46,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..paths import checkpoint_dir
-from .inverse import DecoderBank, InverseChain
+from .inverse import NORMS, DecoderBank, InverseChain
 from .losses import ZeroShotObjective, relative_mse, zero_shot_loss
 from .gan import Generator, LatentPrior, generator_chain
 from .split import BlockChain, split
@@ -68,6 +68,7 @@ class InverseConfig:
     lr: float = 2e-3               # Adam; cosine decay over each phase
     width_mult: float = 1.0        # inverse width = width_mult * max(C_in, C_out)
     inverse_depth: int = 1         # residual blocks per inverse block
+    inverse_norm: str = "none"     # normalization in the inverse's residual blocks: "none" or "batch"
     decoder_width: int = 64        # plain decoder channels (mode="plain_decoder")
     block_weight: float = 1.0      # weights of the objective (losses.ZeroShotObjective)
     input_weight: float = 1.0
@@ -79,6 +80,8 @@ class InverseConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.inverse_norm not in NORMS:
+            raise ValueError(f"inverse_norm must be one of {NORMS}, not {self.inverse_norm!r}")
 
     @property
     def objective(self) -> ZeroShotObjective:
@@ -112,14 +115,15 @@ def profile_config(params: dict, data: str, mode: str = "progressive", blocks: i
                          batch_size=params["batch_size"], lr=params["lr"], width_mult=params["width_mult"],
                          decoder_width=params["decoder_width"], pool_size=params["deepinversion_pool"],
                          deepinversion_steps=params["deepinversion_steps"], seed=params["seed"],
-                         cycle_weight=params.get("cycle_weight", InverseConfig.cycle_weight))
+                         cycle_weight=params.get("cycle_weight", InverseConfig.cycle_weight),
+                         inverse_norm=params.get("inverse_norm", InverseConfig.inverse_norm))
 
 
 def build_inverse(shapes, config: InverseConfig) -> nn.Module:
     """The untrained inverse a config trains: an :class:`InverseChain`, or a :class:`DecoderBank`."""
     if config.mode == "plain_decoder":
         return DecoderBank(shapes, config.decoder_width)
-    return InverseChain(shapes, config.width_mult, config.inverse_depth)
+    return InverseChain(shapes, config.width_mult, config.inverse_depth, config.inverse_norm)
 
 
 def weights_hash(module: nn.Module) -> str:
