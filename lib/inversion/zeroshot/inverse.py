@@ -8,8 +8,7 @@ token activations (L, D) of a ViT it is a residual MLP over tokens, and the patc
 inverted by a linear map from each token to its patch's pixels. Normalization is a choice
 (``norm``): ``"none"`` keeps batch statistics of the synthesized training data out of the inverse;
 ``"batch"`` puts BatchNorm in the residual blocks, as the plain decoder has it (notebook 05's
-profiles use it). ``InverseChain`` composes
-G_k = g_1 o ... o g_k.
+profiles use it). ``InverseChain`` composes G_k = g_1 o ... o g_k.
 """
 from __future__ import annotations
 
