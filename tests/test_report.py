@@ -73,3 +73,31 @@ def test_image_grid_keeps_values_and_pads():
     assert grid.shape == (4, 10, 3)                  # 1 + 2 + 1 rows; 1 + 3 * (2 + 1) columns
     assert grid[1, 1, 0] == 0.0 and grid[1, 4, 0] == 0.5 and grid[1, 7, 0] == 1.0
     assert (grid[0] == 1.0).all(), "padding has pad_value"
+
+
+def test_targets_from_dicts_and_tuples(results):
+    r = report.Report("07_test", "smoke")
+    frame = r.targets([
+        {"target": "cnn accuracy >= 0.9", "measured": 0.912345, "met": np.bool_(True), "threshold": 0.9},
+        ("psnr after layer2 >= 20 dB", "18.55 dB", False),
+    ])
+    assert list(frame.index) == ["cnn accuracy >= 0.9", "psnr after layer2 >= 20 dB"]
+    assert frame.index.name == "target" and list(frame.columns) == ["measured", "met", "threshold"]
+    assert frame["met"].tolist() == [True, False] and type(frame["met"].iloc[0]) in (bool, np.bool_)
+    csv = (results / "smoke" / "07_test" / "table_targets.csv").read_text().splitlines()
+    # a column of text and numbers keeps its numbers in full; a column of numbers gets 4 digits
+    assert csv == ["target,measured,met,threshold", "cnn accuracy >= 0.9,0.912345,True,0.9",
+                   "psnr after layer2 >= 20 dB,18.55 dB,False,"]
+
+
+def test_targets_name_and_bad_rows(results):
+    r = report.Report("07_test", "smoke")
+    r.targets([("a", 0.123456, True), ("b", 2.0, np.False_)], name="table_zoo_targets")
+    assert ((results / "smoke" / "07_test" / "table_zoo_targets.csv").read_text().splitlines()
+            == ["target,measured,met", "a,0.1235,True", "b,2,False"])
+    with pytest.raises(ValueError, match="lacks"):
+        r.targets([{"target": "a", "measured": 1}])
+    with pytest.raises(ValueError, match="met must be"):
+        r.targets([{"target": "a", "measured": 1, "met": None}])
+    with pytest.raises(ValueError):
+        r.targets([("a", 1)])                            # a tuple needs all three fields

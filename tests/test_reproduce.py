@@ -261,3 +261,17 @@ def test_paper_dry_cut_rules():
     assert "1 its" not in dry.slowest_loop("")
     log = ("SNGAN: 100%|##| 2/2 [00:04<00:00,  2.00s/it]\nlatent search:  50%|#| 1/2 [00:10<00:10,  0.10it/s]\r")
     assert dry.slowest_loop(log) == "latent search: 0.1 it/s (1 its in 10 s)"
+
+
+def test_summary_includes_targets_tables(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "figures_dir", lambda profile: tmp_path / profile)
+    out = tmp_path / "smoke" / "05_zero_shot_inversion"
+    out.mkdir(parents=True)
+    (out / "table_targets.csv").write_text("target,measured,met\n>= 20 dB,18.55 dB,False\na | b,3,True\n")
+    records = {"05_zero_shot_inversion": {"status": "ok", "seconds": 60.0, "commit": "abc123"}}
+    lines = reproduce.write_summary("smoke", records).read_text().splitlines()
+    start = lines.index("## Targets of [05_zero_shot_inversion](05_zero_shot_inversion/table_targets.csv) (1 of 2 met)")
+    assert lines[start + 2:start + 6] == ["| target | measured | met |", "|---|---|---|",
+                                          "| >= 20 dB | 18.55 dB | MISSED |", "| a \\| b | 3 | met |"]
+    assert "| 05_zero_shot_inversion | ok | 60 s |" in "\n".join(lines), "the notebook table stays"
+    assert sum(line.startswith("## Targets of") for line in lines) == 1, "no section without a targets CSV"

@@ -2,6 +2,7 @@
 
 Every notebook makes one :class:`Report` and writes everything through it, so all results of
 a profile land in ``figures/<profile>/<notebook>/`` and the batch runner can summarize them.
+:meth:`Report.targets` writes the table of the study's targets and whether this run met them.
 Figure files carry no creation dates, so regenerating an unchanged figure changes no bytes
 of its PNG.
 """
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .paths import figures_dir
 
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
+TARGET_COLUMNS = ("target", "measured", "met")
 
 
 def _plain(value):
@@ -61,6 +64,31 @@ class Report:
         path = self.dir / f"{name}.csv"
         frame.to_csv(path, float_format=float_format)
         return path
+
+    def targets(self, rows: Iterable, name: str = "table_targets"):
+        """The notebook's targets table: what the study aims for, what this run measured, met or not.
+
+        ``rows`` holds one entry per target, either a dict with the keys ``"target"`` (text),
+        ``"measured"`` (text or number) and ``"met"`` (bool), plus any further columns, or a
+        ``(target, measured, met)`` tuple. Writes ``name.csv`` through :meth:`table` (index
+        ``target``; the runner copies ``table_targets.csv`` into ``SUMMARY.md``) and returns the
+        DataFrame, so a notebook cell can end with it to display it.
+        """
+        records = []
+        for row in rows:
+            row = dict(row) if isinstance(row, Mapping) else dict(zip(TARGET_COLUMNS, row, strict=True))
+            missing = [k for k in TARGET_COLUMNS if k not in row]
+            if missing:
+                raise ValueError(f"target row {row} lacks {missing}")
+            if row["met"] is None or (isinstance(row["met"], float) and math.isnan(row["met"])):
+                raise ValueError(f"target row {row['target']!r}: met must be True or False")
+            row["met"] = bool(row["met"])
+            records.append(row)
+        extra = [k for r in records for k in r if k not in TARGET_COLUMNS]
+        columns = list(TARGET_COLUMNS) + list(dict.fromkeys(extra))
+        frame = pd.DataFrame(records, columns=columns).set_index("target")
+        self.table(frame, name)
+        return frame
 
     def metrics(self, headline: dict | None = None, **metrics) -> dict:
         """Merge metrics into ``metrics.json`` (rewritten each call). ``headline`` goes to SUMMARY.md."""

@@ -12,13 +12,14 @@ log go to ``data/runs/<profile>/``; results go to ``figures/<profile>/<notebook>
 a readable executed copy ``<notebook>.ipynb`` (outputs included, progress bars collapsed to their
 last line, the commit it ran from in a first cell and in its metadata); ``figures/<profile>/
 SUMMARY.md`` gathers status, wall time, peak memory, headline metrics, figures and a link to the
-executed copy of every notebook. A failing notebook does not stop the batch; the exit status is
+executed copy of every notebook, then each notebook's targets table. A failing notebook does not stop the batch; the exit status is
 non-zero and names it.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from .paths import data_dir, figures_dir, repo_root, runs_dir
 
 PROFILES = ("smoke", "mini", "paper")
 KERNEL = "inversion"
+TARGETS_TABLE = "table_targets.csv"   # what Report.targets writes by default; copied into SUMMARY.md
 EXECUTED_COPY_LIMIT = 1_500_000   # bytes: an executed copy must stay small enough to commit and render
 
 
@@ -417,7 +419,8 @@ def render_html(profile: str, out_dir: Path | None = None) -> list[Path]:
 def write_summary(profile: str, records: dict[str, dict]) -> Path:
     """``figures/<profile>/SUMMARY.md``: one row per notebook, headline metrics and figure links.
 
-    The notebook's name links its executed copy when there is one.
+    The notebook's name links its executed copy when there is one. After the table comes one
+    section per notebook that wrote a targets table (``table_targets.csv``, see ``Report.targets``).
     """
     root = figures_dir(profile)
     root.mkdir(parents=True, exist_ok=True)
@@ -444,9 +447,38 @@ def write_summary(profile: str, records: dict[str, dict]) -> Path:
                      f"| {shown} | {figures} |")
         total += record["seconds"]
     lines += ["", f"Total wall time of the notebooks listed: {total / 60:.1f} min.", ""]
+    for name in notebooks():
+        lines += targets_section(root / name / TARGETS_TABLE, name)
     path = root / "SUMMARY.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def targets_section(table: Path, name: str) -> list[str]:
+    """SUMMARY.md lines for a notebook's targets table (written by ``Report.targets``); none without one.
+
+    ``met`` is shown as met / MISSED; cells keep the CSV's text (numbers as the table wrote them).
+    """
+    if not table.is_file():
+        return []
+    with table.open(newline="", encoding="utf-8") as f:
+        content = list(csv.reader(f))
+    if len(content) < 2:
+        return []
+    header, *rows = content
+    met = header.index("met") if "met" in header else None
+
+    def cell(i: int | None, text: str) -> str:
+        if i == met:
+            text = {"True": "met", "False": "MISSED"}.get(text, text)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    n_met = sum(r[met] == "True" for r in rows) if met is not None else None
+    count = f" ({n_met} of {len(rows)} met)" if n_met is not None else ""
+    lines = [f"## Targets of [{name}]({name}/{table.name}){count}", "",
+             "| " + " | ".join(cell(None, h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(i, t) for i, t in enumerate(r)) + " |" for r in rows]
+    return lines + [""]
 
 
 def peak_memory(record: dict) -> str:
