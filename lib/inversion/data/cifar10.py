@@ -78,9 +78,6 @@ class Cifar10:
     def subset(self, index) -> "Cifar10":
         return Cifar10(self.images[index], self.labels[index], self.source, self.split)
 
-    def dataset(self) -> torch.utils.data.TensorDataset:
-        return torch.utils.data.TensorDataset(self.images, self.labels)
-
 
 # --- lookup ------------------------------------------------------------------------------------
 def exact_dirs() -> list[Path]:

@@ -76,9 +76,6 @@ class Scenes:
     def factors(self, index=slice(None)) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name)[index] for name in FACTORS}
 
-    def dataset(self) -> torch.utils.data.TensorDataset:
-        return torch.utils.data.TensorDataset(self.images, self.labels)
-
 
 def _sample_colours(rng: np.random.Generator, n: int, min_contrast: float):
     fg, bg = rng.random((n, 3)), rng.random((n, 3))

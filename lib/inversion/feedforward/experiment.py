@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ..data import fashion_scenes
-from ..data.fashion_scenes import FACTORS, Scenes
+from ..data.fashion_scenes import Scenes
 from ..models import Classifier, load
 from ..models.training import predict
 from ..paths import checkpoint_dir
@@ -195,10 +195,6 @@ def _gan_cached(name: str, profile: str, config: FeedforwardConfig) -> bool:
     if not path.is_file():
         return False
     return torch.load(path, map_location="cpu", weights_only=False)["step"] >= config.steps
-
-
-def factor_columns(prefix: str = "", suffix: str = "_vs_chance") -> list[str]:
-    return [f"{prefix}{k}{suffix}" for k in FACTORS]
 
 
 def describe(params: dict) -> str:

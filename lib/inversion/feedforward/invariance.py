@@ -3,17 +3,15 @@
 * **Noise resampling** (Sec. 5.1): several noises per logit vector; what changes between the
   samples is what the logits do not pin down. :func:`resample` draws the samples,
   :func:`pixel_variance` is their per-pixel variance (averaged over colour channels).
-* **Logit manipulation** (Sec. 5.4): :data:`LOGIT_MANIPULATIONS` -- add a constant to every
-  logit (the softmax does not change), scale the logits, add Gaussian noise, interpolate between
-  two images' logits, raise a non-top class.
+* **Logit manipulation** (Sec. 5.4): :func:`add_constant` to every logit (the softmax does not
+  change), :func:`scale_logits`, :func:`add_noise` (Gaussian), :func:`interpolate` between two
+  images' logits, :func:`raise_class` (a non-top class).
 * **Image manipulation** (Sec. 5.4): :func:`manipulate_images` -- horizontal flip, a shift
   toward the image centre, a recolouring (RGB channel rotation); each comes with the factors the
   manipulated image has, so "does the reconstruction follow?" becomes a number per factor.
 * **Prototypes** (Sec. 5.3, misclassified images): :func:`class_prototype_distances`.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -68,11 +66,6 @@ def raise_class(logits: torch.Tensor, amount: float, rank: int = 1) -> tuple[tor
     out = logits.clone()
     out[torch.arange(len(out)), target] += amount * logits.std()
     return out, target
-
-
-LOGIT_MANIPULATIONS: dict[str, Callable[..., torch.Tensor]] = {
-    "add constant": add_constant, "scale": scale_logits, "add noise": add_noise,
-}
 
 
 # --- image manipulations with known factor changes --------------------------------------------------

@@ -39,8 +39,6 @@ from tqdm.auto import tqdm
 
 from ..data.fashion_scenes import Scenes
 
-FACTOR_UNITS = {"foreground": "RGB distance", "background": "RGB distance", "center": "pixels",
-                "scale": "fraction of image side"}
 PROBE_CODE_VERSION = 2  # part of the cache key: bump when the probe's code changes its results
 
 

@@ -66,15 +66,6 @@ class FeedforwardConfig:
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    @staticmethod
-    def from_dict(d: dict) -> "FeedforwardConfig":
-        d = dict(d)
-        g = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("generator", {}).items()})
-        disc = DiscriminatorConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in d.pop("discriminator", {}).items()})
-        return FeedforwardConfig(generator=g, discriminator=disc,
-                                 **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
 
 @dataclass
 class TrainedInverse:
@@ -84,7 +75,6 @@ class TrainedInverse:
     config: FeedforwardConfig
     log: dict = field(default_factory=dict)
     discriminator: ProjectionDiscriminator | None = None
-    raw_generator: LogitConditionedGenerator | None = None
 
     @torch.no_grad()
     def invert(self, logits: torch.Tensor, z: torch.Tensor | None = None, seed: int = 0,
@@ -144,11 +134,10 @@ def _load_complete(path: Path, config: FeedforwardConfig, fingerprint: str,
         return None
     if state.get("classifier_fingerprint") not in (None, fingerprint):
         raise ValueError(f"checkpoint {path} inverts a classifier with other weights")
-    G, D = LogitConditionedGenerator(config.generator).to(device), ProjectionDiscriminator(config.discriminator).to(device)
-    G_ema = LogitConditionedGenerator(config.generator).to(device)
-    G.load_state_dict(state["G"]), D.load_state_dict(state["D"]), G_ema.load_state_dict(state["G_ema"])
+    D, G_ema = ProjectionDiscriminator(config.discriminator).to(device), LogitConditionedGenerator(config.generator).to(device)
+    D.load_state_dict(state["D"]), G_ema.load_state_dict(state["G_ema"])
     log = dict(state["log"], steps_done=state["step"])
-    return TrainedInverse(G_ema.eval(), config, log, discriminator=D.eval(), raw_generator=G.eval())
+    return TrainedInverse(G_ema.eval(), config, log, discriminator=D.eval())
 
 
 def train_step(G: LogitConditionedGenerator, D: ProjectionDiscriminator, opt_g: torch.optim.Optimizer,
@@ -266,7 +255,7 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
     if parameter_fingerprint(classifier) != fingerprint:
         raise AssertionError("the classifier changed during generator training; it must stay frozen")
     log["steps_done"] = step
-    return TrainedInverse(G_ema.eval(), c, log, discriminator=D.eval(), raw_generator=G.eval())
+    return TrainedInverse(G_ema.eval(), c, log, discriminator=D.eval())
 
 
 def classifier_key(classifier_name: str, profile: str) -> str:
