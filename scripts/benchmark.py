@@ -271,7 +271,7 @@ def sngan_case() -> Case:
             with torch.no_grad(), autocast(precision):
                 fake = G(z)
             with autocast(precision):
-                return sngan.hinge_losses(D(real).float(), D(fake).float())
+                return hinge_d_loss(D(real).float(), D(fake).float())
 
         def step():  # the body of zeroshot.gan.train_gan's loop
             real = to_memory_format(images[torch.randint(len(images), (config.batch_size,), generator=g)], channels_last)

@@ -101,3 +101,17 @@ def test_targets_name_and_bad_rows(results):
         r.targets([{"target": "a", "measured": 1, "met": None}])
     with pytest.raises(ValueError):
         r.targets([("a", 1)])                            # a tuple needs all three fields
+
+
+def test_written_atomically_replaces_only_on_success(tmp_path):
+    target = tmp_path / "sub" / "state.pt"
+    with paths.written_atomically(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with paths.written_atomically(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("stopped mid-write")
+    assert target.read_text() == "first", "a failed write leaves the previous file"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["state.pt"], "no temporary file is left"

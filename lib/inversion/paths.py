@@ -7,6 +7,8 @@ moves the results folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -51,6 +53,26 @@ def figures_dir(profile: str) -> Path:
 
 def runs_dir(profile: str) -> Path:
     return data_dir() / "runs" / profile
+
+
+@contextmanager
+def written_atomically(path: Path | str) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; it replaces ``path`` when the block ends without error.
+
+    A run stopped mid-write leaves the previous file (or none), never a truncated one that a later
+    run would take for a finished checkpoint::
+
+        with written_atomically(path) as tmp:
+            torch.save(state, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sha256(path: Path) -> str:

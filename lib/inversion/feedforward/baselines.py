@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -22,7 +21,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..models.training import predict
-from .train import _save_atomic, assert_frozen, cache_path
+from ..paths import written_atomically
+from .train import assert_frozen, cache_path
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def decoder_train_or_load(classifier: nn.Module, classifier_name: str, profile: 
         return dec.eval(), state["log"]
     dec, log = train_decoder(classifier, images, config, device, desc=f"pixel decoder of {classifier_name}",
                              logits=logits)
-    _save_atomic({"decoder": dec.state_dict(), "log": log, "config": dataclasses.asdict(config)}, Path(path))
+    with written_atomically(path) as tmp:
+        torch.save({"decoder": dec.state_dict(), "log": log, "config": dataclasses.asdict(config)}, tmp)
     return dec, log
 
 

@@ -21,7 +21,7 @@ from ..data import fashion_scenes
 from ..data.fashion_scenes import Scenes
 from ..models import Classifier, load
 from ..models.training import predict
-from ..paths import checkpoint_dir
+from ..paths import checkpoint_dir, written_atomically
 from .baselines import DecoderConfig, PixelDecoder, decoder_train_or_load
 from .discriminator import DiscriminatorConfig
 from .evaluate import chance_reference, per_image_scores, probe_ceiling, summarize
@@ -114,9 +114,8 @@ class Study:
             logits = torch.load(path, weights_only=True)
         else:
             logits = predict(self.classifier(name), scenes.images, device=self.device)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(logits, path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").replace(path)
+            with written_atomically(path) as tmp:
+                torch.save(logits, tmp)
         self._logits[name, split] = logits
         return logits
 

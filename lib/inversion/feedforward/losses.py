@@ -1,19 +1,13 @@
-"""Hinge GAN losses (Lim & Ye 2017; used by SNGAN, BigGAN and Teterwak et al. 2021) and the
-optional reconstruction terms of feedforward inversion (off by default, as in the paper)."""
+"""The losses of feedforward inversion: the hinge GAN losses (from :mod:`inversion.losses`) and
+the optional reconstruction terms (off by default, as in the paper)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..losses import hinge_d_loss, hinge_g_loss
 
-def hinge_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    """Discriminator hinge loss: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]."""
-    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
-
-
-def hinge_g_loss(fake_scores: torch.Tensor) -> torch.Tensor:
-    """Generator hinge loss: -E[D(G(z))]."""
-    return -fake_scores.mean()
+__all__ = ["hinge_d_loss", "hinge_g_loss", "logit_reconstruction_loss", "pixel_loss"]
 
 
 def pixel_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -178,7 +178,7 @@ def chance_errors(scenes: Scenes, seed: int = 0) -> dict[str, torch.Tensor]:
 def probe_train_or_load(scenes: Scenes, profile: str, config: ProbeConfig = ProbeConfig(),
                         device: str | torch.device = "cpu") -> tuple[FactorProbe, dict]:
     """The cached factor probe of a profile (trained on ``scenes``, the training split)."""
-    from ..paths import checkpoint_dir
+    from ..paths import checkpoint_dir, written_atomically
 
     key = hashlib.sha256(json.dumps({"config": dataclasses.asdict(config), "n": len(scenes),
                                      "recipe": dataclasses.asdict(scenes.recipe), "code": PROBE_CODE_VERSION},
@@ -190,8 +190,6 @@ def probe_train_or_load(scenes: Scenes, profile: str, config: ProbeConfig = Prob
         probe.load_state_dict(state["probe"])
         return probe.eval(), state["log"]
     probe, log = train_probe(scenes, config, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"probe": probe.state_dict(), "log": log, "config": dataclasses.asdict(config)}, tmp)
-    tmp.replace(path)
+    with written_atomically(path) as tmp:
+        torch.save({"probe": probe.state_dict(), "log": log, "config": dataclasses.asdict(config)}, tmp)
     return probe, log

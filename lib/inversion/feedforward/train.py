@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .. import precision as precision_switch
 from ..models.training import predict
-from ..paths import checkpoint_dir
+from ..paths import checkpoint_dir, written_atomically
 from .discriminator import DiscriminatorConfig, ProjectionDiscriminator
 from .generator import GeneratorConfig, LogitConditionedGenerator
 from .losses import hinge_d_loss, hinge_g_loss, logit_reconstruction_loss, pixel_loss
@@ -113,13 +113,6 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             pe.lerp_(p, 1 - decay)
         for be, b in zip(ema.buffers(), model.buffers()):
             be.copy_(b)
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def _load_complete(path: Path, config: FeedforwardConfig, fingerprint: str,
@@ -230,10 +223,11 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
 
     def save():
         if path is not None:
-            _save_atomic({"config_key": c.key(), "config": dataclasses.asdict(c), "step": step, "G": G.state_dict(),
-                          "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
-                          "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "log": log,
-                          "classifier": getattr(classifier, "name", ""), "classifier_fingerprint": fingerprint}, path)
+            with written_atomically(path) as tmp:
+                torch.save({"config_key": c.key(), "config": dataclasses.asdict(c), "step": step, "G": G.state_dict(),
+                            "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
+                            "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "log": log,
+                            "classifier": getattr(classifier, "name", ""), "classifier_fingerprint": fingerprint}, tmp)
 
     end = c.steps if stop_after is None else min(c.steps, stop_after)
     G.train(), D.train()

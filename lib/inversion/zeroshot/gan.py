@@ -26,12 +26,12 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
-from ..paths import checkpoint_dir
+from ..losses import hinge_d_loss, hinge_g_loss
+from ..paths import checkpoint_dir, written_atomically
 from .split import BlockChain
 from .synthetic import ImageSource
 
@@ -92,11 +92,6 @@ class GANConfig:
     seed: int = 0
 
 
-def hinge_losses(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """Discriminator hinge loss E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]."""
-    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-
-
 def train_gan(images: torch.Tensor, config: GANConfig, device="cpu", progress: bool = True):
     """Train G and D on uint8 or [0, 1] images (N, 3, 32, 32); returns (G, D, log) with G, D in eval mode."""
     if images.dim() != 4 or images.shape[1:] != (3, 32, 32):
@@ -114,12 +109,12 @@ def train_gan(images: torch.Tensor, config: GANConfig, device="cpu", progress: b
         z = torch.randn(config.batch_size, config.latent_dim, generator=g).to(device)
         with torch.no_grad():
             fake = G(z)
-        loss_d = hinge_losses(D(real), D(fake))
+        loss_d = hinge_d_loss(D(real), D(fake))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         z = torch.randn(config.batch_size, config.latent_dim, generator=g).to(device)
-        loss_g = -D(G(z)).mean()
+        loss_g = hinge_g_loss(D(G(z)))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -152,10 +147,11 @@ def fit_gan(config: GANConfig, profile: str, device="cpu", cache: bool = True, p
     record = {"key": key, "config": dataclasses.asdict(config), "train_seconds": round(time.perf_counter() - start, 2),
               "log": log}
     if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous().cpu() for k, v in G.state_dict().items()}, str(files["G"]))
-        save_file({k: v.contiguous().cpu() for k, v in D.state_dict().items()}, str(files["D"]))
-        meta.write_text(json.dumps(record))
+        for name, net in [("G", G), ("D", D)]:
+            with written_atomically(files[name]) as tmp:
+                save_file({k: v.contiguous().cpu() for k, v in net.state_dict().items()}, str(tmp))
+        with written_atomically(meta) as tmp:   # last: its presence says the weights are complete
+            tmp.write_text(json.dumps(record))
     return G, D, record
 
 
