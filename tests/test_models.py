@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from inversion.models import REGISTRY, Classifier, InputConfig, Recipe, get_spec, list_models, load, zoo
@@ -215,13 +216,16 @@ def test_timm_input_config_is_timms_own(name):
     from timm.data import resolve_model_data_config
 
     spec = get_spec(name)
-    if name in ("imagenet-resnet50", "imagenet-deit-s"):  # build two (cheap) to compare with the model's config
+    with torch.device("meta"):   # the model's own pretrained config, without allocating its weights
         cfg = resolve_model_data_config(timm.create_model(spec.timm_name, pretrained=False))
-        assert spec.config.input_size == tuple(cfg["input_size"]) and spec.config.mean == tuple(cfg["mean"])
-        assert spec.config.std == tuple(cfg["std"]) and spec.config.interpolation == cfg["interpolation"]
+    assert spec.config.input_size == tuple(cfg["input_size"]) and spec.config.mean == tuple(cfg["mean"])
+    assert spec.config.std == tuple(cfg["std"]) and spec.config.interpolation == cfg["interpolation"]
     assert spec.config.num_classes == 1000
-    if name == "imagenet-vit-b16":  # the augreg ViT was trained with mean = std = 0.5, not ImageNet's statistics
-        assert spec.config.mean == (0.5, 0.5, 0.5)
+    if name in ("imagenet-vit-b16", "imagenet-mixer-b16"):   # trained with mean = std = 0.5, not ImageNet's statistics
+        assert spec.config.mean == spec.config.std == (0.5, 0.5, 0.5)
+    model = Classifier(nn.Identity(), spec.config)             # the wrapper normalizes with these values
+    assert torch.allclose(model(torch.full((1, 3, 2, 2), 0.75)), (0.75 - torch.tensor(cfg["mean"])).div(
+        torch.tensor(cfg["std"])).view(1, 3, 1, 1).expand(1, 3, 2, 2))
 
 
 def test_find_or_download_explains_what_is_missing(tmp_path):

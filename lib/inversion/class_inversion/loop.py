@@ -62,6 +62,20 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The loop's seeded generator, on ``device``. PyTorch's ``meta`` device (shapes only, used by
+    the device-placement tests in place of a GPU) has no generator: there the draws are made by a
+    CPU generator and moved to the batch's device, as every transform does with its draws."""
+    if device.type == "meta":
+        return torch.Generator().manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the CPU (one copy at the end of a run); a meta tensor, which has no values, stays."""
+    return tensor if tensor.is_meta else tensor.cpu()
+
+
 def input_size(model: nn.Module, default: int | None = None) -> int:
     """The model's native input side (``Classifier.input_size``), else ``default``."""
     size = getattr(model, "input_size", None)
@@ -149,7 +163,7 @@ def optimize(model: nn.Module, targets: torch.Tensor | Sequence[int],
         raise ValueError(f"stage_input must be one of {STAGE_INPUTS}, not {stage_input!r}")
     precision_switch.check(precision)
     transforms_at = transforms if callable(transforms) else (lambda _size, fixed=tuple(transforms): fixed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = make_generator(seed, device)
     n, image = len(targets), None
     names = [t.name for _, t in terms]
     history = {name: [] for name in ["loss", *names]}
@@ -194,6 +208,6 @@ def optimize(model: nn.Module, targets: torch.Tensor | Sequence[int],
             term.detach()
     images = resize(image.detach(), size).clamp(0, 1)
     return InversionResult(images=images, targets=targets,
-                           history={k: torch.stack(v).float().cpu() if v else torch.empty(0)
+                           history={k: _host(torch.stack(v).float()) if v else torch.empty(0)
                                     for k, v in history.items()},
                            seconds=time.perf_counter() - start, steps=total)

@@ -57,9 +57,12 @@ class Recipe:
 
 
 def _generator_on(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """``generator`` itself on its own device; elsewhere a fresh generator on ``device`` seeded from it."""
+    """``generator`` itself on its own device; elsewhere a fresh generator on ``device`` seeded from it
+    (``None`` on PyTorch's ``meta`` device, which has no generator: shapes only)."""
     if generator is None or generator.device == device:
         return generator
+    if device.type == "meta":
+        return None
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     return torch.Generator(device=device).manual_seed(seed)
 
@@ -120,18 +123,21 @@ def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, ste
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """Random translation (edge-replicate padding, random crop) and horizontal flip, per image."""
+    """Random translation (edge-replicate padding, random crop) and horizontal flip, per image.
+
+    The few random numbers are drawn from ``generator`` (on its own device, so a CPU generator gives
+    the same draws whatever device trains); the images are transformed where they are."""
     n, _, h, w = x.shape
+    device = x.device
     padded = F.pad(x, [max_shift] * 4, mode="replicate")
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, x.shape[1], h, w + 2 * max_shift)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=generator.device).to(device)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=generator.device).to(device)
+    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None].expand(n, x.shape[1], h, w + 2 * max_shift)
     out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, x.shape[1], h, w)
+    cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :].expand(n, x.shape[1], h, w)
     out = out.gather(3, cols)
-    flip = torch.rand(n, generator=generator) < 0.5
-    out[flip] = out[flip].flip(-1)
-    return out
+    flip = (torch.rand(n, generator=generator, device=generator.device) < 0.5).to(device)
+    return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
@@ -152,6 +158,23 @@ def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recip
         x = pgd_l2(model, x, y, recipe.pgd_eps, recipe.pgd_steps, generator=generator,
                    precision=recipe.precision)
     return F.cross_entropy(forward(x), y)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+               recipe: Recipe, generator: torch.Generator, device: str | torch.device = "cpu",
+               memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """One optimizer step of :func:`train` on a batch of uint8 ``images`` (wherever they are): the
+    batch goes to ``device`` first, then it is augmented there (random draws from ``generator``) and
+    the recipe's loss is minimized. Returns the batch loss, detached, on ``device`` (no host sync)."""
+    x = images.to(device).float().div_(255)
+    if recipe.augment:
+        x = augment(x, generator, recipe.max_shift)
+    x, y = x.contiguous(memory_format=memory_format), labels.to(device)
+    loss = batch_loss(model, x, y, recipe, generator)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe,
@@ -204,29 +227,27 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
 
     if resume_file is not None:
         resume_file.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    start, pending = time.time(), []
     with tqdm(total=total, initial=step, desc=desc, leave=False) as bar:
         while step < total:
             if order is None or position >= len(order):
                 order, position = torch.randperm(len(labels), generator=generator), 0
             idx = order[position:position + recipe.batch_size]
             position += recipe.batch_size
-            x = images[idx].float().div_(255)
-            if recipe.augment:
-                x = augment(x, generator, recipe.max_shift)
-            x, y = x.to(device).contiguous(memory_format=memory_format), labels[idx].to(device)
-            loss = batch_loss(model, x, y, recipe, generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, images[idx], labels[idx], recipe, generator, device, memory_format)
             sched.step()
-            losses.append(loss.item())
+            pending.append(loss)
             step += 1
             bar.update()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-20:]) / 20:.3f}")
-            if resume_file is not None and step % save_every == 0 and step < total:
+            saving = resume_file is not None and step % save_every == 0 and step < total
+            if step % 20 == 0 or saving:   # one device-to-host copy per 20 steps, not one per step
+                losses.extend(torch.stack(pending).tolist())
+                pending = []
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            if saving:
                 save_state()
+    if pending:
+        losses.extend(torch.stack(pending).tolist())
     if resume_file is not None:
         resume_file.unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format).eval()

@@ -392,8 +392,18 @@ def _load_timm(spec: ModelSpec) -> nn.Module:
 
 
 def _train_in_worker(name: str, profile: str, device: str = "cpu") -> str:
+    """Train one model on ``device``. On the CPU with one thread (the same seed on one thread gives
+    the same file on the same machine); the caller's thread count is restored afterwards. On a GPU
+    the thread count is left alone: the GPU does the work."""
+    if torch.device(device).type != "cpu":
+        _train_and_cache(get_spec(name), profile, device)
+        return name
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    _train_and_cache(get_spec(name), profile, device)
+    try:
+        _train_and_cache(get_spec(name), profile, device)
+    finally:
+        torch.set_num_threads(threads)
     return name
 
 
@@ -407,9 +417,10 @@ def train_zoo(names: list[str] | None = None, profile: str = "mini", workers: in
               device: str = "cpu") -> list[str]:
     """Train every model of ``names`` (default: all trained here) whose files are missing or mismatched.
 
-    ``workers`` processes of one thread each train one model at a time, in the given order; each
-    model resumes from its partial checkpoint when interrupted, and a finished model is never
-    retrained. Returns the names trained.
+    On the CPU, ``workers`` processes of one thread each train one model at a time, in the given
+    order; on a GPU (``device="cuda"``) the models are trained one after another in this process,
+    on the GPU (worker processes would compete for it). Each model resumes from its partial
+    checkpoint when interrupted, and a finished model is never retrained. Returns the names trained.
     """
     import concurrent.futures
     import multiprocessing
@@ -423,7 +434,7 @@ def train_zoo(names: list[str] | None = None, profile: str = "mini", workers: in
     todo = [n for n in names if _needs_training(n, profile)]
     if not todo:
         return []
-    if workers <= 1 or len(todo) == 1:
+    if workers <= 1 or len(todo) == 1 or torch.device(device).type != "cpu":
         for name in tqdm(todo, desc="zoo"):
             _train_in_worker(name, profile, device)
         return todo
