@@ -182,3 +182,26 @@ def test_sngan_training_and_latent_search_on_the_models_device():
     G = frozen(Generator(latent_dim=8, width=16)).to(META)
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):   # the search ran on meta
         search_latent(G, torch.rand(2, 3, 32, 32), steps=1, device=META, progress=False)
+
+
+def test_pii_batch_is_split_to_fit_the_devices_memory():
+    """On a GPU with too little memory for every target in one batch, invert splits the targets."""
+    from inversion.class_inversion.methods import fit_targets_per_run
+
+    class Limited(torch.nn.Module):           # runs out of memory above 8 images
+        def __init__(self):
+            super().__init__()
+            self.net, self.sizes = tiny_cnn(), []
+
+        def forward(self, x):
+            self.sizes.append(len(x))
+            if len(x) > 8:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return self.net(x)
+
+    model = frozen(Limited())
+    assert fit_targets_per_run(model, 10, copies=2, size=16, device="cpu") == 3      # 20 -> 10 -> 6 images
+    assert model.sizes == [20, 10, 6]
+    assert fit_targets_per_run(model, 4, copies=2, size=16, device="cpu") == 4       # fits: one probe
+    with pytest.raises(torch.OutOfMemoryError):
+        fit_targets_per_run(model, 2, copies=16, size=16, device="cpu")              # not even one target fits

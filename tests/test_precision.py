@@ -192,3 +192,22 @@ def test_benchmark_helpers_time_the_switches_and_judge_with_an_interval():
                               torch.tensor([0, 1]), seeds=[0, 1], threads=1)
     assert [r["mode"] for r in rows] == ["legacy", "fast"] and all(r["images"] == 4 for r in rows)
     assert all(r["seconds_per_image"] > 0 and r["threads"] == 1 for r in rows)
+
+
+def test_allow_tf32_switches_float32_matmuls_and_restores():
+    from inversion.precision import allow_tf32
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        allow_tf32(False)
+        assert allow_tf32(True) is False
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32
+        assert allow_tf32(False) is True and torch.get_float32_matmul_precision() == "highest"
+        assert not torch.backends.cuda.matmul.allow_tf32
+        a, b = torch.randn(64, 64), torch.randn(64, 64)
+        reference = a @ b
+        allow_tf32(True)
+        assert torch.equal(a @ b, reference)   # on the CPU the switch changes nothing
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -5,6 +5,7 @@ AVX-512 BF16 and on GPUs this is often 1.5-2.6x faster; it is slower for some mo
 loop measures before adopting it); ``"fp32"`` is plain float32. ``channels_last`` converts a
 convolutional model's parameters and inputs to NHWC. Parameters, optimizer state and losses stay
 float32 in both modes (autocast only changes the dtype of the operations inside it).
+:func:`allow_tf32` is the GPU's TensorFloat-32 switch for float32 matmuls (process-wide).
 """
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ import torch
 import torch.nn as nn
 
 PRECISIONS = ("fp32", "bf16")
+
+
+def allow_tf32(enabled: bool = True) -> bool:
+    """TensorFloat-32 for float32 matrix products on NVIDIA GPUs (Ampere and later), process-wide.
+
+    ``torch.set_float32_matmul_precision("high")`` and ``torch.backends.cudnn.allow_tf32``: the
+    products of float32 matmuls and convolutions are rounded to a 10-bit mantissa and accumulated in
+    float32 (convolutions do this by default in PyTorch; matmuls, i.e. ViT and MLP layers, do not).
+    Tensors stay float32, so it combines with either precision above. No effect on the CPU. Returns
+    whether matmul TF32 was on before, to restore it. Adopt it where a loop was measured to keep its
+    numbers (the study has not measured it on a GPU).
+    """
+    previous = torch.get_float32_matmul_precision() != "highest"
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    if enabled:   # switching off restores float32 matmuls; convolutions keep PyTorch's default
+        torch.backends.cudnn.allow_tf32 = True
+    return previous
 
 
 def check(precision: str) -> str:

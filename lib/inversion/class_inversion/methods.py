@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from .. import precision as precision_switch
 from .augmentations import ColorShift, Ensemble, Flip, Jitter, PIIAugment, default_jitter, zoom_stages
-from .loop import InversionResult, Stage, accepts_size, input_size, optimize
+from .loop import InversionResult, Stage, accepts_size, input_size, model_device, optimize
 from .objectives import BatchNormStatistics, ClassCrossEntropy, L2Prior, Term, TotalVariation
 
 
@@ -177,6 +177,35 @@ def _targets(model: nn.Module, targets) -> torch.Tensor:
     return targets
 
 
+def fit_targets_per_run(model: nn.Module, n_targets: int, copies: int, size: int, precision: str = "fp32",
+                        channels_last: bool = False, device: str | torch.device | None = None) -> int:
+    """How many targets (each ``copies`` images at ``size`` px) one batch of :func:`invert` can hold on
+    ``device``: ``n_targets`` if a forward and backward pass of all ``n_targets * copies`` images fits
+    in memory, else halved until it does (at least 1). One probe pass per try.
+
+    On a GPU, :func:`invert` calls it when the config says ``targets_per_run=None`` (all in one
+    batch), so a smaller GPU splits the batch instead of running out of memory (e.g. PII of ViT-B/16
+    with 10 targets x 16 copies at 224 px needs 30-37 GiB; the targets are then inverted in runs of
+    fewer targets, each with its own seed, as with an explicit ``targets_per_run``)."""
+    device = torch.device(device) if device is not None else model_device(model)
+    n = max(1, int(n_targets))
+    while True:
+        try:
+            x = torch.rand(n * copies, 3, size, size, device=device, requires_grad=True)
+            with precision_switch.autocast(precision, device):
+                out = model(precision_switch.to_memory_format(x, channels_last))
+            out.float().logsumexp(1).sum().backward()
+            return n
+        except torch.OutOfMemoryError:
+            if n == 1:
+                raise
+            n = (n + 1) // 2
+        finally:
+            x = out = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
 def invert(model: nn.Module, targets: torch.Tensor | Sequence[int], config: Config | None = None, *,
            seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
            desc: str | None = None) -> InversionResult:
@@ -193,6 +222,10 @@ def invert(model: nn.Module, targets: torch.Tensor | Sequence[int], config: Conf
     else:
         transforms = config.transforms(size)
     per_run = config.targets_per_run or max(1, len(targets))
+    run_device = torch.device(device) if device is not None else model_device(model)
+    if config.targets_per_run is None and run_device.type == "cuda":   # all targets in one batch, if it fits
+        per_run = fit_targets_per_run(model, per_run, getattr(config, "copies", 1), size, config.precision,
+                                      config.channels_last, run_device)
     desc = desc or f"{config.name} {getattr(model, 'name', '')}".strip()
     runs = [optimize(model, targets[i:i + per_run], config.terms(), transforms, config.stage_list(size),
                      lr=config.lr, betas=config.betas, border=getattr(config, "border", 0),
