@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import struct
 
@@ -152,6 +153,17 @@ def test_image_folder_reads_a_seeded_centre_cropped_subset(tmp_path, monkeypatch
     assert small.dtype == torch.uint8 and torch.equal(small.float() / 255, images)
     # class folders in sorted order: n00 is red, n01 is blue
     assert all(images[k, 0].mean() > 0.9 if labels[k] == 0 else images[k, 2].mean() > 0.9 for k in range(4))
+    # a model's own data config: its size, crop and interpolation (the ViT-B/16's: 224 px, crop 0.9, bicubic)
+    from inversion.models import get_spec
+
+    config = get_spec("imagenet-vit-b16").config
+    assert (config.input_size[-1], config.crop_pct, config.interpolation) == (224, 0.9, "bicubic")
+    vit_images, _ = image_folder.load("val", n=1, config=config, progress=False)
+    assert vit_images.shape == (1, 3, 224, 224)
+    tiny = dataclasses.replace(config, input_size=(3, 16, 16), interpolation="nearest", crop_pct=1.0)
+    assert torch.equal(image_folder.load("val", n=4, config=tiny, progress=False)[0],
+                       image_folder.load("val", n=4, size=16, crop_fraction=1.0, interpolation="nearest",
+                                         progress=False)[0])
 
 
 def test_image_folder_missing_gives_instructions(tmp_path, monkeypatch):

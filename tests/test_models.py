@@ -220,6 +220,7 @@ def test_timm_input_config_is_timms_own(name):
         cfg = resolve_model_data_config(timm.create_model(spec.timm_name, pretrained=False))
     assert spec.config.input_size == tuple(cfg["input_size"]) and spec.config.mean == tuple(cfg["mean"])
     assert spec.config.std == tuple(cfg["std"]) and spec.config.interpolation == cfg["interpolation"]
+    assert spec.config.crop_pct == cfg["crop_pct"]
     assert spec.config.num_classes == 1000
     if name in ("imagenet-vit-b16", "imagenet-mixer-b16"):   # trained with mean = std = 0.5, not ImageNet's statistics
         assert spec.config.mean == spec.config.std == (0.5, 0.5, 0.5)

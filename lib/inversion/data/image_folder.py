@@ -8,9 +8,11 @@ so this module only reads a copy you already have, in the layout torchvision's
 2. the ``IMAGENET_DIR`` environment variable;
 3. ``<data>/imagenet/`` (``data/`` of the study, see :mod:`inversion.paths`).
 
-Images are resized (shorter side to ``size / crop_fraction``) and centre-cropped to ``size``,
-the standard ImageNet evaluation transform; classifier normalization is left to the model
-wrapper, so the tensors are plain RGB in [0, 1] like every other dataset of the study.
+Images are resized (shorter side to ``size / crop_fraction``, with ``interpolation``) and
+centre-cropped to ``size``, the standard ImageNet evaluation transform; ``config=`` (a model's
+``InputConfig``) takes size, crop and interpolation from the model's own data config (timm's).
+Classifier normalization is left to the model wrapper, so the tensors are plain RGB in [0, 1]
+like every other dataset of the study.
 """
 from __future__ import annotations
 
@@ -49,8 +51,11 @@ def find(split: str, root: str | Path | None = None) -> Path:
 
 def load(split: str = "val", n: int | None = 1000, size: int = 224, crop_fraction: float = 0.875,
          root: str | Path | None = None, seed: int = 0, uint8: bool = False,
-         progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+         progress: bool = True, interpolation: str = "bilinear", config=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` images of ``split`` (a seeded random subset; all of them if ``n`` is None).
+
+    ``config``: a model's ``InputConfig``; its input size, ``crop_pct`` and ``interpolation``
+    replace ``size``, ``crop_fraction`` and ``interpolation``.
 
     Returns images (N, 3, size, size), float in [0, 1] (or uint8 with ``uint8=True``, a quarter
     of the memory: 50k images at 224 take 7.5 GB) and their class indices (ImageFolder's
@@ -58,9 +63,12 @@ def load(split: str = "val", n: int | None = 1000, size: int = 224, crop_fractio
     """
     from torchvision import datasets, transforms
 
+    if config is not None:
+        size, crop_fraction, interpolation = config.input_size[-1], config.crop_pct, config.interpolation
     if not 0 < crop_fraction <= 1:
         raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
-    transform = transforms.Compose([transforms.Resize(round(size / crop_fraction)),
+    resize = transforms.Resize(round(size / crop_fraction), interpolation=transforms.InterpolationMode(interpolation))
+    transform = transforms.Compose([resize,
                                     transforms.CenterCrop(size), transforms.PILToTensor()])
     folder = datasets.ImageFolder(str(find(split, root)), transform=transform)
     count = len(folder) if n is None else min(n, len(folder))

@@ -25,6 +25,7 @@ class InputConfig:
     num_classes: int = 10
     class_names: tuple[str, ...] = field(default=(), compare=False)
     interpolation: str = "bilinear"   # how images are resized to input_size (timm's data config)
+    crop_pct: float = 0.875           # centre crop of the evaluation transform (timm's data config)
 
 
 class Classifier(nn.Module):

@@ -152,7 +152,7 @@ register(ModelSpec("cifar10-resnet20-mixup", "cnn", "trained", _resnet20, config
 
 # --- the paper profile's ImageNet classifiers through timm ------------------------------------------
 def timm_input_config(timm_name: str) -> InputConfig:
-    """Input size, mean, std and interpolation of a timm model, from timm's own data config.
+    """Input size, mean, std, interpolation and crop of a timm model, from timm's own data config.
 
     The same values as ``timm.data.resolve_model_data_config(model)``, read from the model's
     pretrained config without building the model.
@@ -162,7 +162,7 @@ def timm_input_config(timm_name: str) -> InputConfig:
 
     cfg = resolve_data_config({}, pretrained_cfg=get_pretrained_cfg(timm_name).to_dict())
     return InputConfig(input_size=tuple(cfg["input_size"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                       num_classes=1000, interpolation=cfg["interpolation"])
+                       num_classes=1000, interpolation=cfg["interpolation"], crop_pct=cfg["crop_pct"])
 
 
 for _name, _timm, _family, _desc in [
