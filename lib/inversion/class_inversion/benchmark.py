@@ -1,11 +1,16 @@
-"""Side-by-side timings of the inversion loop, measured in one run.
+"""Side-by-side timings of the inversion loop, measured in one run, and the judged top-1 they are
+compared at.
 
 * :func:`step_overhead` - seconds per PII step divided by seconds per bare forward+backward of the
   same model on the same batch (targets x copies images, gradient with respect to the input).
 * :func:`batching_speedup` - N targets inverted in one batch versus N one-target runs: seconds per
   inverted image of each, and their ratio.
+* :func:`judged_top1` - the cross-model top-1 of inverted images (PII's Table 1): per image the
+  fraction of judges that give it its target, averaged, with a 95% bootstrap interval.
+* :func:`modes_side_by_side` - seconds per image and judged top-1 of several configs of one model,
+  interleaved seed by seed so that machine load hits every config alike.
 
-These are measurements to report, not assertions: timings depend on the machine and its load.
+Timings are measurements to report, not assertions: they depend on the machine and its load.
 """
 from __future__ import annotations
 
