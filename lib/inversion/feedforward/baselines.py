@@ -20,9 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..models.training import predict
 from ..paths import written_atomically
-from .train import assert_frozen, cache_path
+from .train import assert_frozen, cache_path, training_pairs
 
 
 @dataclass(frozen=True)
@@ -84,21 +83,14 @@ def train_decoder(classifier: nn.Module, images: torch.Tensor, config: DecoderCo
     """
     assert_frozen(classifier)
     c, dev = config, torch.device(device)
-    if logits is not None and len(logits) != len(images):
-        raise ValueError(f"got {len(logits)} logit vectors for {len(images)} images")
-    torch.manual_seed(c.seed)
-    rng = torch.Generator().manual_seed(c.seed)
-    if c.n_train is not None and c.n_train < len(images):
-        subset = torch.randperm(len(images), generator=rng)[:c.n_train]
-        images, logits = images[subset], None if logits is None else logits[subset]
-    logits = (predict(classifier, images, device=dev) if logits is None else logits).float().cpu()
+    images, logits, rng = training_pairs(classifier, images, logits, c.n_train, c.seed, dev)
     dec = PixelDecoder(c).to(dev)
     dec.logit_mean.copy_(logits.mean(0).to(dev))
     dec.logit_std.copy_((logits - logits.mean(0)).std().clamp_min(1e-6))
     opt = torch.optim.Adam(dec.parameters(), lr=c.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, c.steps)
-    losses, start = [], time.time()
-    for _ in tqdm(range(c.steps), desc=desc, leave=False):
+    losses, pending, start = [], [], time.time()
+    for step in tqdm(range(c.steps), desc=desc, leave=False):
         idx = torch.randint(0, len(images), (c.batch_size,), generator=rng)
         x, y = images[idx].float().div(255).to(dev), logits[idx].to(dev)
         loss = F.mse_loss(dec(y), x)
@@ -106,7 +98,10 @@ def train_decoder(classifier: nn.Module, images: torch.Tensor, config: DecoderCo
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        pending.append(loss.detach())
+        if (step + 1) % 50 == 0 or step == c.steps - 1:   # the losses reach the host every 50 steps
+            losses.extend(torch.stack(pending).tolist())
+            pending = []
     return dec.eval(), {"loss": losses, "seconds": time.time() - start}
 
 

@@ -137,6 +137,27 @@ def _load_complete(path: Path, config: FeedforwardConfig, fingerprint: str,
     return TrainedInverse(G_ema.eval(), config, log, discriminator=D.eval())
 
 
+def training_pairs(classifier: nn.Module, images: torch.Tensor, logits: torch.Tensor | None, n_train: int | None,
+                   seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """The (image, logits) pairs an inverse trains on, and the seeded CPU sampler that drew them.
+
+    Seeds torch with ``seed``; keeps ``n_train`` images of a seeded permutation (all when None or
+    larger); ``logits`` (optional) are the classifier's logits of exactly ``images``, computed when
+    not given. Returns the images, their logits (float32 on the CPU) and the sampler, which the
+    training loop goes on drawing batches from.
+    """
+    if logits is not None and len(logits) != len(images):
+        raise ValueError(f"got {len(logits)} logit vectors for {len(images)} images")
+    torch.manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
+    if n_train is not None and n_train < len(images):
+        subset = torch.randperm(len(images), generator=rng)[:n_train]
+        images, logits = images[subset], None if logits is None else logits[subset]
+    if logits is None:
+        logits = predict(classifier, images, device=device)
+    return images, logits.float().cpu(), rng
+
+
 def train_step(G: LogitConditionedGenerator, D: ProjectionDiscriminator, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, images: torch.Tensor, logits: torch.Tensor, rng: torch.Generator,
                c: FeedforwardConfig, classifier: nn.Module | None = None,
@@ -196,16 +217,7 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
         done = _load_complete(path, c, fingerprint, dev)
         if done is not None:
             return done
-    if logits is not None and len(logits) != len(images):
-        raise ValueError(f"got {len(logits)} logit vectors for {len(images)} images")
-    torch.manual_seed(c.seed)
-    rng = torch.Generator().manual_seed(c.seed)
-    if c.n_train is not None and c.n_train < len(images):
-        subset = torch.randperm(len(images), generator=rng)[:c.n_train]
-        images, logits = images[subset], None if logits is None else logits[subset]
-    if logits is None:
-        logits = predict(classifier, images, device=dev)
-    logits = logits.float().cpu()
+    images, logits, rng = training_pairs(classifier, images, logits, c.n_train, c.seed, dev)
     if c.generator.logit_dim not in (None, 0) and c.generator.logit_dim != logits.shape[1]:
         raise ValueError(f"generator expects {c.generator.logit_dim} logits, the classifier gives {logits.shape[1]}")
     G = LogitConditionedGenerator(c.generator).to(dev)
