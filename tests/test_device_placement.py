@@ -159,6 +159,15 @@ def test_feedforward_gan_step_on_the_models_device(precision):
     assert {d_loss.device, g_loss.device, recon.device} == {META}
 
 
+def test_pixel_decoder_baseline_trains_on_the_models_device():
+    from inversion.feedforward.baselines import DecoderConfig, train_decoder
+
+    classifier = frozen(tiny_cnn()).to(META)
+    images, logits = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.randn(8, 10)
+    config = DecoderConfig(hidden=8, widths=(8, 4, 4), steps=1, batch_size=4, n_train=None)
+    runs_on_meta(train_decoder, classifier, images, config, device=META, logits=logits)  # ends at the loss read-back
+
+
 # --- notebook 05: zero-shot inversion --------------------------------------------------------------
 def test_zero_shot_evaluation_runs_on_the_models_device():
     """Splitting, synthesis and training: tests/test_zeroshot_recipe.py; here the evaluation helpers,
