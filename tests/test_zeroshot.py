@@ -15,7 +15,8 @@ from inversion.zeroshot import (KINDS, InverseChain, InverseConfig, RealDataErro
                                 make_source, split, train_inverse, zero_shot_loss)
 from inversion.zeroshot.gan import (Generator, LatentPrior, frechet_distance, generator_chain, repair,
                                     search_latent)
-from inversion.zeroshot.synthetic import NOISE_KINDS, RealImages
+from inversion.metrics import psnr
+from inversion.zeroshot.synthetic import NOISE_KINDS, RealImages, make_generator
 from inversion.zeroshot.train import invert_by_optimization, reconstruct
 
 
@@ -255,15 +256,60 @@ def test_synthesizers_render_through_the_kernel_dispatch_as_the_mask_formula():
     assert torch.allclose(x, expected, atol=1e-5)
 
 
-def test_inverse_norm_puts_batchnorm_in_the_residual_blocks_and_keeps_shapes():
+def test_inverse_norm_puts_batch_or_group_norm_in_the_residual_blocks_and_keeps_shapes():
     shapes = [(3, 32, 32), (16, 32, 32), (32, 16, 16)]
-    plain, batch = InverseChain(shapes), InverseChain(shapes, norm="batch")
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    plain, batch, group = (InverseChain(shapes, norm=n) for n in ("none", "batch", "group"))
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in plain.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in batch.modules()) == 4   # 2 per residual block
+    assert sum(isinstance(m, torch.nn.GroupNorm) and m.num_groups == 8 for m in group.modules()) == 4
     assert set(plain.state_dict()) < set(batch.state_dict())   # "none" keeps the earlier parameter names
     h = torch.randn(2, *shapes[-1])
-    assert batch.eval()(h).shape == (2, *shapes[0])
+    assert batch.eval()(h).shape == group.eval()(h).shape == (2, *shapes[0])
     with pytest.raises(ValueError, match="norm"):
         InverseChain(shapes, norm="layer")
     with pytest.raises(ValueError, match="inverse_norm"):
-        InverseConfig(inverse_norm="group")
+        InverseConfig(inverse_norm="layer")
+
+
+def _tiny_chain_and_images():
+    torch.manual_seed(0)
+    model = Classifier(architectures.resnet(channels=(8, 8, 16), blocks=(1, 1, 1)),
+                       InputConfig(input_size=(3, 16, 16)), "tiny").eval()
+    chain = split(model, ["stem", "layer1", "layer2"])
+    return chain, make_source("shapes", 16).sample(64, make_generator(7))
+
+
+def test_batch_statistics_break_the_end_to_end_chain_and_group_norm_does_not():
+    """Why the study's inverses use GroupNorm: trained end to end, every g_j of a chain is called on
+    activations from every depth (true h_j, and g_{j+1}(...) from deeper cuts), so BatchNorm's running
+    statistics average distributions that differ, and the chain in eval mode reconstructs worse than
+    with each call's own batch statistics. GroupNorm has no running statistics: eval = train."""
+    torch.set_num_threads(1)
+    chain, x = _tiny_chain_and_images()
+    scores = {}
+    for norm in ("batch", "group"):
+        config = InverseConfig(data="shapes", mode="end_to_end", block_steps=0, joint_steps=150, batch_size=16,
+                               lr=3e-3, inverse_norm=norm)
+        inverse, _ = train_inverse(chain, config, make_source("shapes", 16), progress=False)
+        with torch.no_grad():
+            evaluated = float(psnr(inverse.eval()(chain(x, 3), depth=3).clamp(0, 1), x).mean())
+            batch_stats = float(psnr(inverse.train()(chain(x, 3), depth=3).clamp(0, 1), x).mean())
+        scores[norm] = (evaluated, batch_stats)
+    assert scores["batch"][0] < scores["batch"][1] - 0.5, scores
+    assert scores["group"][0] == scores["group"][1], scores
+
+
+def test_bf16_inverse_training_is_deterministic_and_close_to_fp32():
+    torch.set_num_threads(1)
+    chain, x = _tiny_chain_and_images()
+    runs = {}
+    for name, precision in (("fp32", "fp32"), ("bf16", "bf16"), ("bf16 again", "bf16")):
+        config = InverseConfig(data="shapes", block_steps=5, joint_steps=40, batch_size=16, lr=3e-3,
+                               inverse_norm="group", precision=precision)
+        inverse, log = train_inverse(chain, config, make_source("shapes", 16), progress=False)
+        runs[name] = (inverse.state_dict(), log[-1]["loss"])
+    assert all(torch.equal(a, runs["bf16 again"][0][k]) for k, a in runs["bf16"][0].items())
+    assert runs["bf16"][1] == pytest.approx(runs["fp32"][1], rel=0.2)
+    assert InverseConfig().precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        InverseConfig(precision="fp16")

@@ -8,7 +8,9 @@ token activations (L, D) of a ViT it is a residual MLP over tokens, and the patc
 inverted by a linear map from each token to its patch's pixels. Normalization is a choice
 (``norm``): ``"none"`` keeps batch statistics of the synthesized training data out of the inverse;
 ``"batch"`` puts BatchNorm in the residual blocks, as the plain decoder has it (notebook 05's
-profiles use it). ``InverseChain`` composes G_k = g_1 o ... o g_k.
+divide-and-conquer chains use it); ``"group"`` puts GroupNorm there, which keeps no running
+statistics (notebook 05's end-to-end chains, whose blocks see activations from every depth).
+``InverseChain`` composes G_k = g_1 o ... o g_k.
 """
 from __future__ import annotations
 
@@ -21,12 +23,20 @@ import torch.nn.functional as F
 Shape = tuple[int, ...]
 
 
-NORMS = ("none", "batch")
+NORMS = ("none", "batch", "group")
+
+
+def _norm(norm: str, width: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(width)
+    if norm == "group":
+        return nn.GroupNorm(8 if width % 8 == 0 else 1, width)
+    return nn.Identity()
 
 
 class ResidualConv(nn.Module):
     """x + conv(act(conv(act(x)))): leaky ReLUs without normalization (``norm="none"``), or ReLUs
-    with BatchNorm after each conv (``norm="batch"``)."""
+    with BatchNorm (``"batch"``) or GroupNorm of 8 groups (``"group"``) after each conv."""
 
     def __init__(self, width: int, norm: str = "none"):
         super().__init__()
@@ -34,10 +44,8 @@ class ResidualConv(nn.Module):
             raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
         self.conv1 = nn.Conv2d(width, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-        batch = norm == "batch"
-        self.norm1 = nn.BatchNorm2d(width) if batch else nn.Identity()
-        self.norm2 = nn.BatchNorm2d(width) if batch else nn.Identity()
-        self.act = nn.ReLU() if batch else nn.LeakyReLU(0.2)
+        self.norm1, self.norm2 = _norm(norm, width), _norm(norm, width)
+        self.act = nn.LeakyReLU(0.2) if norm == "none" else nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(self.act(x))))))

@@ -19,7 +19,8 @@ import torch
 
 
 def relative_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean((p - t)^2) / mean(t^2), the target's scale detached."""
+    """mean((p - t)^2) / mean(t^2), the target's scale detached; reduced in fp32 (also under bf16 autocast)."""
+    prediction, target = prediction.float(), target.float()
     return (prediction - target).pow(2).mean() / target.detach().pow(2).mean().clamp_min(1e-8)
 
 

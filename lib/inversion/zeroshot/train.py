@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .. import precision as precision_switch
 from ..paths import checkpoint_dir
 from .inverse import NORMS, DecoderBank, InverseChain
 from .losses import ZeroShotObjective, relative_mse, zero_shot_loss
@@ -75,6 +76,7 @@ class InverseConfig:
     cycle_weight: float = 1.0
     pool_size: int = 512           # DeepInversion pool size (data="deepinversion")
     deepinversion_steps: int = 200 # Adam steps per DeepInversion batch (data="deepinversion")
+    precision: str = "fp32"        # "fp32" | "bf16": autocast of the frozen chain's and the inverse's forward passes
     seed: int = 0
 
     def __post_init__(self):
@@ -82,6 +84,7 @@ class InverseConfig:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.inverse_norm not in NORMS:
             raise ValueError(f"inverse_norm must be one of {NORMS}, not {self.inverse_norm!r}")
+        precision_switch.check(self.precision)
 
     @property
     def objective(self) -> ZeroShotObjective:
@@ -96,12 +99,16 @@ class InverseConfig:
 
 
 def profile_config(params: dict, data: str, mode: str = "progressive", blocks: int | None = None,
-                   scale: int = 1, block_steps: int | None = None, joint_steps: int | None = None) -> InverseConfig:
+                   scale: int = 1, block_steps: int | None = None, joint_steps: int | None = None,
+                   inverse_norm: str | None = None) -> InverseConfig:
     """The config notebook 05 (and ``scripts/budget_check.py``) trains from a profile's parameters.
 
     Every mode trains for the steps of the progressive schedule (``blocks`` x ``block_steps`` +
     ``joint_steps``, times ``scale``); the stage-wise schedule splits them evenly between its
-    block and fine-tune phases, so it needs ``blocks`` (the number of cuts).
+    block and fine-tune phases, so it needs ``blocks`` (the number of cuts). ``inverse_norm``
+    overrides the profile's normalization (notebook 05 trains its end-to-end rows with GroupNorm:
+    trained end to end, BatchNorm's running statistics mix the distributions every block sees from
+    different depths, and the chain breaks in eval mode; see ``tests/test_zeroshot.py``).
     """
     b = (params["block_steps"] if block_steps is None else block_steps) * scale
     j = (params["joint_steps"] if joint_steps is None else joint_steps) * scale
@@ -116,7 +123,8 @@ def profile_config(params: dict, data: str, mode: str = "progressive", blocks: i
                          decoder_width=params["decoder_width"], pool_size=params["deepinversion_pool"],
                          deepinversion_steps=params["deepinversion_steps"], seed=params["seed"],
                          cycle_weight=params.get("cycle_weight", InverseConfig.cycle_weight),
-                         inverse_norm=params.get("inverse_norm", InverseConfig.inverse_norm))
+                         inverse_norm=inverse_norm or params.get("inverse_norm", InverseConfig.inverse_norm),
+                         precision=params.get("precision", InverseConfig.precision))
 
 
 def build_inverse(shapes, config: InverseConfig) -> nn.Module:
@@ -138,8 +146,10 @@ def weights_hash(module: nn.Module) -> str:
 
 
 def config_key(model: nn.Module, cuts: Sequence[str], config: InverseConfig) -> str:
-    blob = json.dumps({"model": weights_hash(model), "cuts": list(cuts), **dataclasses.asdict(config)},
-                      sort_keys=True)
+    fields = dataclasses.asdict(config)
+    if fields["precision"] == "fp32":   # fp32 keeps the keys of inverses cached before the field existed
+        del fields["precision"]
+    blob = json.dumps({"model": weights_hash(model), "cuts": list(cuts), **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -149,9 +159,10 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int):
 
 def _phase(params, steps: int, lr: float, loss_fn, source: ImageSource, chain: BlockChain, batch: int,
            generator: torch.Generator | None, device, bar, log: list, label: str,
-           depth: int | None = None) -> None:
+           depth: int | None = None, precision: str = "fp32") -> None:
     """One optimization phase: fresh inputs every step (on ``device``), activations h_0..h_depth
-    from the frozen chain, one Adam state and one cosine schedule over the phase."""
+    from the frozen chain, one Adam state and one cosine schedule over the phase. Under
+    ``precision="bf16"`` the forward passes run in bf16 autocast; the loss is reduced in fp32."""
     params = [p for p in params]
     for p in params:
         p.requires_grad_(True)
@@ -161,9 +172,10 @@ def _phase(params, steps: int, lr: float, loss_fn, source: ImageSource, chain: B
     schedule = _cosine(optimizer, steps)
     for step in range(steps):
         x = source.sample(batch, generator).to(device)
-        with torch.no_grad():
-            hs = chain.activations(x, depth)
-        loss, parts = loss_fn(hs)
+        with precision_switch.autocast(precision, device):
+            with torch.no_grad():
+                hs = chain.activations(x, depth)
+            loss, parts = loss_fn(hs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -201,10 +213,10 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
                 decoder = inverse.decoders[k - 1]
 
                 def pixel_mse(hs, decoder=decoder, k=k):
-                    loss = F.mse_loss(decoder(hs[k]), hs[0])
+                    loss = F.mse_loss(decoder(hs[k]).float(), hs[0].float())
                     return loss, {"input": loss.detach()}
                 _phase(decoder.parameters(), total, config.lr, pixel_mse, source, chain, config.batch_size,
-                       generator, device, bar, log, f"decoder{k}", depth=k)
+                       generator, device, bar, log, f"decoder{k}", depth=k, precision=config.precision)
             return inverse.eval(), log
         if config.mode == "end_to_end":
             pixel_only = ZeroShotObjective(block_weight=0.0, input_weight=1.0, cycle_weight=0.0)
@@ -213,7 +225,7 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
                 loss, parts = zero_shot_loss(chain, inverse, hs, K, pixel_only)
                 return loss, {"input": parts["input"]}
             _phase(inverse.parameters(), total, config.lr, pixel, source, chain,
-                   config.batch_size, generator, device, bar, log, "end_to_end")
+                   config.batch_size, generator, device, bar, log, "end_to_end", precision=config.precision)
             return inverse.eval(), log
         for k in range(1, K + 1):
             g_k, f_k = inverse.inverses[k - 1], chain.blocks[k - 1]
@@ -227,15 +239,17 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
             for p in inverse.parameters():
                 p.requires_grad_(False)
             _phase(g_k.parameters(), config.block_steps, config.lr, local, source, chain,
-                   config.batch_size, generator, device, bar, log, f"block{k}", depth=k)
+                   config.batch_size, generator, device, bar, log, f"block{k}", depth=k,
+                   precision=config.precision)
             if config.mode == "stagewise":
                 _phase(inverse.inverses[:k].parameters(), config.finetune_steps, config.lr,
                        lambda hs, k=k: zero_shot_loss(chain, inverse, hs, k, objective), source, chain,
-                       config.batch_size, generator, device, bar, log, f"finetune1..{k}", depth=k)
+                       config.batch_size, generator, device, bar, log, f"finetune1..{k}", depth=k,
+                       precision=config.precision)
         if config.mode == "progressive":
             _phase(inverse.parameters(), config.joint_steps, config.lr,
                    lambda hs: zero_shot_loss(chain, inverse, hs, K, objective), source, chain,
-                   config.batch_size, generator, device, bar, log, f"joint1..{K}")
+                   config.batch_size, generator, device, bar, log, f"joint1..{K}", precision=config.precision)
     for p in inverse.parameters():
         p.requires_grad_(True)
     return inverse.eval(), log
