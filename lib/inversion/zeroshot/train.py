@@ -157,22 +157,23 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
 
 
-def _phase(params, steps: int, lr: float, loss_fn, source: ImageSource, chain: BlockChain, batch: int,
+def _phase(params, steps: int, loss_fn, source: ImageSource, chain: BlockChain, config: InverseConfig,
            generator: torch.Generator | None, device, bar, log: list, label: str,
-           depth: int | None = None, precision: str = "fp32") -> None:
-    """One optimization phase: fresh inputs every step (on ``device``), activations h_0..h_depth
-    from the frozen chain, one Adam state and one cosine schedule over the phase. Under
-    ``precision="bf16"`` the forward passes run in bf16 autocast; the loss is reduced in fp32."""
+           depth: int | None = None) -> None:
+    """One optimization phase: fresh inputs every step (``config.batch_size``, on ``device``),
+    activations h_0..h_depth from the frozen chain, one Adam state (``config.lr``) and one cosine
+    schedule over the phase. Under ``config.precision="bf16"`` the forward passes run in bf16
+    autocast; the loss is reduced in fp32."""
     params = [p for p in params]
     for p in params:
         p.requires_grad_(True)
     if steps <= 0:
         return
-    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.99))
     schedule = _cosine(optimizer, steps)
     for step in range(steps):
-        x = source.sample(batch, generator).to(device)
-        with precision_switch.autocast(precision, device):
+        x = source.sample(config.batch_size, generator).to(device)
+        with precision_switch.autocast(config.precision, device):
             with torch.no_grad():
                 hs = chain.activations(x, depth)
             loss, parts = loss_fn(hs)
@@ -215,8 +216,8 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
                 def pixel_mse(hs, decoder=decoder, k=k):
                     loss = F.mse_loss(decoder(hs[k]).float(), hs[0].float())
                     return loss, {"input": loss.detach()}
-                _phase(decoder.parameters(), total, config.lr, pixel_mse, source, chain, config.batch_size,
-                       generator, device, bar, log, f"decoder{k}", depth=k, precision=config.precision)
+                _phase(decoder.parameters(), total, pixel_mse, source, chain, config, generator, device, bar, log,
+                       f"decoder{k}", depth=k)
             return inverse.eval(), log
         if config.mode == "end_to_end":
             pixel_only = ZeroShotObjective(block_weight=0.0, input_weight=1.0, cycle_weight=0.0)
@@ -224,8 +225,7 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
             def pixel(hs):   # sum_k rel(G_k(h_k), x): a decoder from every depth, all blocks at once
                 loss, parts = zero_shot_loss(chain, inverse, hs, K, pixel_only)
                 return loss, {"input": parts["input"]}
-            _phase(inverse.parameters(), total, config.lr, pixel, source, chain,
-                   config.batch_size, generator, device, bar, log, "end_to_end", precision=config.precision)
+            _phase(inverse.parameters(), total, pixel, source, chain, config, generator, device, bar, log, "end_to_end")
             return inverse.eval(), log
         for k in range(1, K + 1):
             g_k, f_k = inverse.inverses[k - 1], chain.blocks[k - 1]
@@ -238,18 +238,16 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
                     "block": block.detach(), "cycle": cycle.detach()}
             for p in inverse.parameters():
                 p.requires_grad_(False)
-            _phase(g_k.parameters(), config.block_steps, config.lr, local, source, chain,
-                   config.batch_size, generator, device, bar, log, f"block{k}", depth=k,
-                   precision=config.precision)
+            _phase(g_k.parameters(), config.block_steps, local, source, chain, config, generator, device, bar, log,
+                   f"block{k}", depth=k)
             if config.mode == "stagewise":
-                _phase(inverse.inverses[:k].parameters(), config.finetune_steps, config.lr,
-                       lambda hs, k=k: zero_shot_loss(chain, inverse, hs, k, objective), source, chain,
-                       config.batch_size, generator, device, bar, log, f"finetune1..{k}", depth=k,
-                       precision=config.precision)
+                _phase(inverse.inverses[:k].parameters(), config.finetune_steps,
+                       lambda hs, k=k: zero_shot_loss(chain, inverse, hs, k, objective), source, chain, config,
+                       generator, device, bar, log, f"finetune1..{k}", depth=k)
         if config.mode == "progressive":
-            _phase(inverse.parameters(), config.joint_steps, config.lr,
-                   lambda hs: zero_shot_loss(chain, inverse, hs, K, objective), source, chain,
-                   config.batch_size, generator, device, bar, log, f"joint1..{K}", precision=config.precision)
+            _phase(inverse.parameters(), config.joint_steps,
+                   lambda hs: zero_shot_loss(chain, inverse, hs, K, objective), source, chain, config,
+                   generator, device, bar, log, f"joint1..{K}")
     for p in inverse.parameters():
         p.requires_grad_(True)
     return inverse.eval(), log
