@@ -185,7 +185,7 @@ def logit_gan_case() -> Case:
     p02 = mini("02_feedforward_inversion")
 
     def build(precision, channels_last):
-        c = gan_config(p02["gan"], precision=precision)
+        c = gan_config(p02["gan"], precision=precision, channels_last=channels_last)
         torch.manual_seed(0)
         g = torch.Generator().manual_seed(0)
         images = torch.randint(0, 256, (512, 3, 32, 32), dtype=torch.uint8, generator=g)

@@ -233,3 +233,25 @@ def test_factor_readout_finds_what_the_logits_carry(scenes):
     blind = factor_readout(torch.randn(len(train), 10, generator=gen), train, torch.randn(len(test), 10, generator=gen), test)
     assert informed.loc["background", "r2"] > 0.95 and informed.loc["background", "error_vs_chance"] < 0.1
     assert blind.loc["background", "r2"] < 0.1 and blind.loc["center", "r2"] < 0.1
+
+
+@pytest.mark.parametrize("profile", ["smoke", "mini", "paper"])
+def test_notebooks_02_to_04_share_their_generators(profile):
+    from inversion import reproduce
+
+    p2, p3, p4 = (reproduce.parameters(n, profile) for n in
+                  ("02_feedforward_inversion", "03_robust_vs_standard", "04_invariance_analysis"))
+    assert p2["gan"] == p3["gan"] == p4["gan"]
+    for key in ("cifar_gan", "cifar_n_train", "cifar_judge", "seeds"):
+        assert p3[key] == p4[key], key
+    assert p4["cifar_objectives"]["standard"] == p4["cifar_classifier"] == p3["cifar_standard"]
+    assert len(p3["seeds"]) >= 2, "the seed rule needs at least two generator seeds"
+
+
+def test_factor_free_study_refuses_a_probe_and_unknown_data():
+    from inversion.feedforward.experiment import Study, load_split
+
+    with pytest.raises(ValueError, match="no ground-truth factors"):
+        Study.setup("smoke", 8, 8, {"width": 8}, dataset="cifar10")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_split("imagenet-typo", "train", 8)

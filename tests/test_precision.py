@@ -161,7 +161,8 @@ def test_logit_gan_step_in_bf16_is_deterministic_and_keeps_the_fp32_cache_key():
     import dataclasses
     import hashlib
     import json
-    before = {k: v for k, v in dataclasses.asdict(fp32).items() if k != "precision"}  # the record before the field
+    before = {k: v for k, v in dataclasses.asdict(fp32).items()
+              if k not in ("precision", "channels_last")}  # the record before the fields
     assert fp32.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     model = tiny_cnn()
@@ -170,6 +171,14 @@ def test_logit_gan_step_in_bf16_is_deterministic_and_keeps_the_fp32_cache_key():
     z = torch.zeros(2, 8)
     logits = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(runs[0].invert(logits, z), runs[1].invert(logits, z))
+    nhwc = with_overrides(bf16, channels_last=True)
+    assert nhwc.key() not in (bf16.key(), fp32.key())
+    nhwc_runs = [train_inverse(model, images, nhwc) for _ in range(2)]
+    assert nhwc_runs[0].log["g_loss"] == nhwc_runs[1].log["g_loss"]
+    kernels = [p for p in nhwc_runs[0].generator.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    out = nhwc_runs[0].invert(logits, z)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="precision"):
         with_overrides(fp32, precision="half")
 

@@ -79,11 +79,12 @@ def test_per_image_scores_by_hand():
     scenes = two_scenes()
     recon = constant_images([0.5, 0.7])                           # 0.1 brighter than each original
     scores = per_image_scores(recon, scenes, MeanColourProbe(), BrightnessJudge())
-    assert list(scores.columns) == ["psnr", "ssim", "judge_agrees", "foreground_error", "background_error",
+    assert list(scores.columns) == ["psnr", "ssim", "judge_agrees", "thumbnail_error", "foreground_error", "background_error",
                                     "center_error", "scale_error"]
     assert scores["psnr"].tolist() == pytest.approx([20.0, 20.0], abs=1e-3)
     assert scores["ssim"].tolist() == pytest.approx([constant_ssim(0.4, 0.5), constant_ssim(0.6, 0.7)], abs=SSIM_TOL)
     assert scores["judge_agrees"].tolist() == [0.0, 1.0]         # 0.4 -> 0.5 crosses the judge's threshold
+    assert scores["thumbnail_error"].tolist() == pytest.approx([0.1, 0.1], abs=1e-6)
     assert scores["foreground_error"].tolist() == pytest.approx([0.1 * math.sqrt(3)] * 2, abs=1e-5)
     assert scores["background_error"].tolist() == pytest.approx([0.5, 1.0], abs=1e-6)
     assert scores["center_error"].tolist() == pytest.approx([5.0, 0.0])
@@ -183,3 +184,51 @@ def test_judged_top1_bootstrap_interval_matches_the_binomial_width():
     assert out["top1_high"] == pytest.approx(0.5 + half_width, abs=0.01)
     again = judged_top1(images, targets, {"reads": ValueJudge()}, n_boot=4000, seed=1)
     assert again == out, "the interval is seeded"
+
+
+def test_thumbnail_error_by_hand():
+    from inversion.feedforward.evaluate import thumbnail_error
+
+    a = torch.zeros(1, 3, 8, 8)
+    b = a.clone()
+    b[:, :, :2, :2] = 1.0                     # one of the 16 thumbnail cells becomes 1 in every channel
+    assert thumbnail_error(a, b).tolist() == pytest.approx([math.sqrt(1 / 16)])
+    noise = torch.rand(2, 3, 8, 8)            # texture inside a cell is invisible to the thumbnail
+    flat = torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(noise, 4), scale_factor=2)
+    assert thumbnail_error(noise, flat).tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_seed_rule_counts_only_differences_beyond_twice_the_larger_std():
+    from inversion.feedforward.evaluate import seed_rule
+
+    clear = seed_rule([0.50, 0.52, 0.54], [0.30, 0.31, 0.32])
+    assert clear["verdict"] == "a better"
+    assert clear["threshold"] == pytest.approx(2 * 0.02)
+    assert clear["difference"] == pytest.approx(0.21)
+    assert seed_rule([0.50, 0.52, 0.54], [0.30, 0.31, 0.32], higher_is_better=False)["verdict"] == "b better"
+    noisy = seed_rule([0.40, 0.50, 0.60], [0.35, 0.36, 0.37])   # difference 0.14 < 2 x 0.1
+    assert noisy["verdict"] == "no difference"
+    assert seed_rule([0.1, 0.2], [0.5, 0.6])["verdict"] == "b better"
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_rule([0.5], [0.4, 0.3])
+
+
+def test_chance_reference_without_factors_has_the_thumbnail_only():
+    from inversion.data.cifar10 import Cifar10
+    from inversion.feedforward.evaluate import chance_reference
+
+    images = torch.stack([torch.zeros(3, 4, 4, dtype=torch.uint8), torch.full((3, 4, 4), 255, dtype=torch.uint8)])
+    data = Cifar10(images, torch.tensor([0, 0]), "exact")
+    assert chance_reference(data) == pytest.approx({"thumbnail": 1.0})     # each one's partner is the other
+
+
+def test_seed_comparisons_name_the_verdict_from_the_models_side():
+    from inversion.feedforward.evaluate import seed_comparisons
+
+    per_seed = pd.DataFrame({"model": ["std"] * 3 + ["rob"] * 3,
+                             "ssim": [0.30, 0.31, 0.32, 0.50, 0.52, 0.54],
+                             "thumbnail_error": [0.20, 0.21, 0.22, 0.10, 0.30, 0.50]})
+    table = seed_comparisons(per_seed, "std", ["rob"], ["ssim", "thumbnail_error"])
+    assert table.loc[("rob", "ssim"), "verdict"] == "better"
+    assert table.loc[("rob", "thumbnail_error"), "verdict"] == "no difference"   # seed std 0.2 swamps it
+    assert table.loc[("rob", "ssim"), "versus_mean"] == pytest.approx(0.31)

@@ -1,10 +1,12 @@
-"""Scoring reconstructions of Fashion-Scenes images (notebooks 02-04).
+"""Scoring reconstructions of Fashion-Scenes or CIFAR-10 images (notebooks 02-04).
 
-For reconstructions ``r`` of originals ``x`` (whose ground-truth factors are known): PSNR and
-SSIM against ``x``; *class agreement* -- the outside judge (a classifier that was not inverted)
-gives ``r`` the label it gives ``x``; and the factor errors of the probe's reading of ``r``
-against ``x``'s ground truth (:mod:`inversion.feedforward.probe`), also as a fraction of the
-same-class chance reference.
+For reconstructions ``r`` of originals ``x``: PSNR and SSIM against ``x``; *class agreement* --
+the outside judge (a classifier that was not inverted) gives ``r`` the label it gives ``x``; the
+*thumbnail error*, a colour-and-layout measure that needs no ground truth (RMS distance of the 4x4
+mean-colour thumbnails of ``r`` and ``x``); and, for Fashion-Scenes, whose ground-truth factors
+are known, the factor errors of the probe's reading of ``r`` against ``x``'s ground truth
+(:mod:`inversion.feedforward.probe`). Each error also comes as a fraction of the same-class chance
+reference: the error of a random other image of the same class.
 """
 from __future__ import annotations
 
@@ -17,34 +19,53 @@ import torch
 from ..data.fashion_scenes import FACTORS, Scenes
 from ..metrics import psnr, ssim
 from ..models.training import predict
-from .probe import FactorProbe, chance_errors, factor_errors
+from .probe import FactorProbe, chance_errors, factor_errors, same_class_partner
 
 
-def per_image_scores(recon: torch.Tensor, scenes: Scenes, probe: FactorProbe, judge: torch.nn.Module,
+THUMBNAIL = 4   # side of the mean-colour thumbnails of the colour/layout measure
+
+
+def thumbnail_error(a: torch.Tensor, b: torch.Tensor, size: int = THUMBNAIL) -> torch.Tensor:
+    """Per image, the RMS distance of the ``size`` x ``size`` mean-colour thumbnails of ``a`` and ``b``
+    (images in [0, 1]): where the colours sit in the image, blind to texture and detail."""
+    ta = torch.nn.functional.adaptive_avg_pool2d(a.float(), size)
+    tb = torch.nn.functional.adaptive_avg_pool2d(b.float(), size)
+    return (ta - tb).pow(2).mean((1, 2, 3)).sqrt()
+
+
+def per_image_scores(recon: torch.Tensor, data, probe: FactorProbe | None, judge: torch.nn.Module,
                      device: str | torch.device = "cpu") -> pd.DataFrame:
-    """One row per image: psnr, ssim, judge_agrees, and one error column per factor."""
-    originals = scenes.float_images()
+    """One row per image: psnr, ssim, judge_agrees, thumbnail_error and, with a ``probe`` (``data``
+    then has ground-truth factors), one error column per factor."""
+    originals = data.float_images()
     if recon.shape != originals.shape:
         raise ValueError(f"reconstructions {tuple(recon.shape)} do not match the originals {tuple(originals.shape)}")
     recon = recon.float().clamp(0, 1)
     agree = predict(judge, recon, device=device).argmax(1) == predict(judge, originals, device=device).argmax(1)
-    errors = factor_errors(probe.read(recon), scenes.factors())
+    errors = factor_errors(probe.read(recon), data.factors()) if probe is not None else {}
     return pd.DataFrame({"psnr": psnr(recon, originals).numpy(), "ssim": ssim(recon, originals).numpy(),
                          "judge_agrees": agree.float().numpy(),
+                         "thumbnail_error": thumbnail_error(recon, originals).numpy(),
                          **{f"{k}_error": v.numpy() for k, v in errors.items()}})
 
 
 def summarize(scores: pd.DataFrame, chance: dict[str, float] | None = None) -> dict[str, float]:
-    """Means of the per-image scores; with ``chance``, also each factor error / its chance error."""
+    """Means of the per-image scores; with ``chance``, also each error / its chance error
+    (``<name>_vs_chance`` for every ``<name>_error`` column that has a chance value)."""
     out = scores.mean().to_dict()
     if chance:
-        out.update({f"{k}_vs_chance": out[f"{k}_error"] / chance[k] for k in FACTORS if k in chance})
+        out.update({f"{k}_vs_chance": out[f"{k}_error"] / chance[k] for k in chance if f"{k}_error" in out})
     return out
 
 
-def chance_reference(scenes: Scenes, seed: int = 0) -> dict[str, float]:
-    """Mean factor errors of a random other image of the same class."""
-    return {k: v.mean().item() for k, v in chance_errors(scenes, seed).items()}
+def chance_reference(data, seed: int = 0) -> dict[str, float]:
+    """Mean errors of a random other image of the same class: the thumbnail error and, where ``data``
+    has ground-truth factors, every factor error."""
+    partner = same_class_partner(data.labels, seed)
+    out = {"thumbnail": thumbnail_error(data.float_images(partner), data.float_images()).mean().item()}
+    if hasattr(data, "factors"):
+        out.update({k: v.mean().item() for k, v in chance_errors(data, seed).items()})
+    return out
 
 
 def probe_ceiling(probe: FactorProbe, scenes: Scenes) -> dict[str, float]:
@@ -101,3 +122,48 @@ def factor_readout(train_logits: torch.Tensor, train: Scenes, test_logits: torch
         row["error"] = errors[row["factor"]].mean().item()
         row["error_vs_chance"] = row["error"] / chance[row["factor"]]
     return pd.DataFrame(rows).set_index("factor")
+
+
+def seed_rule(a: list[float], b: list[float], higher_is_better: bool = True) -> dict:
+    """Compare a metric of two models, each measured over several seeds of the generator's training.
+
+    A difference counts only when ``|mean(a) - mean(b)|`` exceeds twice the larger of the two seed
+    standard deviations (sample std, ddof 1); otherwise the verdict is ``"no difference"``. Returns
+    the means, the stds, the difference ``mean(a) - mean(b)``, the threshold and the verdict
+    (``"a better"``, ``"b better"`` or ``"no difference"``).
+    """
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    if len(ta) < 2 or len(tb) < 2:
+        raise ValueError(f"the seed rule needs at least 2 seeds per model, got {len(ta)} and {len(tb)}")
+    std_a, std_b = ta.std().item(), tb.std().item()
+    difference = ta.mean().item() - tb.mean().item()
+    threshold = 2 * max(std_a, std_b)
+    verdict = "no difference"
+    if abs(difference) > threshold:
+        verdict = "a better" if (difference > 0) == higher_is_better else "b better"
+    return {"mean_a": ta.mean().item(), "mean_b": tb.mean().item(), "std_a": std_a, "std_b": std_b,
+            "difference": difference, "threshold": threshold, "verdict": verdict}
+
+
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "judge_agrees": True, "thumbnail_error": False,
+                    "thumbnail_vs_chance": False}
+
+
+def seed_comparisons(per_seed: pd.DataFrame, reference: str, others: list[str], metrics: list[str],
+                     by: str = "model") -> pd.DataFrame:
+    """:func:`seed_rule` of every model of ``others`` against ``reference`` on every metric.
+
+    ``per_seed`` has one row per (model, generator seed) with a ``by`` column naming the model.
+    One row per (model, metric): the means, seed stds, difference, threshold and a verdict for the
+    model against the reference: ``"better"``, ``"worse"`` or ``"no difference"``.
+    """
+    words = {"a better": "better", "b better": "worse", "no difference": "no difference"}
+    rows = []
+    for other in others:
+        for metric in metrics:
+            r = seed_rule(per_seed.loc[per_seed[by] == other, metric].tolist(),
+                          per_seed.loc[per_seed[by] == reference, metric].tolist(), HIGHER_IS_BETTER[metric])
+            rows.append({"model": other, "versus": reference, "metric": metric, "model_mean": r["mean_a"],
+                         "versus_mean": r["mean_b"], "model_std": r["std_a"], "versus_std": r["std_b"],
+                         "difference": r["difference"], "threshold": r["threshold"], "verdict": words[r["verdict"]]})
+    return pd.DataFrame(rows).set_index(["model", "metric"])

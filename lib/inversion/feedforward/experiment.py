@@ -1,8 +1,10 @@
 """The shared pipeline of notebooks 02-04 (Teterwak et al. 2021 at the mini scale).
 
-:class:`Study` holds what every notebook needs in one profile: the real training and evaluation
-scenes, the factor probe with its ceiling and the same-class chance reference, the outside
-judge, and cached logits / inverses per zoo classifier. Notebooks 02, 03 and 04 pass the *same*
+:class:`Study` holds what every notebook needs in one profile and one data source: the real
+training and evaluation images, the outside judge, the same-class chance reference, cached logits /
+inverses per classifier, and -- for Fashion-Scenes, whose images come with ground-truth factors --
+the factor probe with its ceiling. On CIFAR-10 (``dataset="cifar10"``) there are no factors: the
+probe is ``None`` and the scores are PSNR, SSIM, judge agreement and the thumbnail error. Notebooks 02, 03 and 04 pass the *same*
 ``gan`` / ``decoder`` parameter dicts (their profile yaml files agree), so a generator trained in
 02 is found in the cache (``<data>/checkpoints/<profile>/feedforward-<classifier>-<hash>.pt``,
 keyed by the configuration and the classifier's weights) by 03 and 04.
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from ..data import fashion_scenes
+from ..data import cifar10, fashion_scenes
 from ..data.fashion_scenes import Scenes
 from ..models import Classifier, load
 from ..models.training import predict
@@ -29,12 +31,14 @@ from .generator import GeneratorConfig
 from .probe import FactorProbe, ProbeConfig, probe_train_or_load
 from .train import FeedforwardConfig, TrainedInverse, classifier_key, train_or_load
 
+DATASETS = ("fashion-scenes", "cifar10")
+
 
 def gan_config(params: dict, logit_dim: int = 10, **overrides) -> FeedforwardConfig:
     """A :class:`FeedforwardConfig` from a notebook's plain ``gan`` dict (+ keyword overrides).
 
     Keys: ``steps, batch_size, lr, lr_d, betas, z_dim, embed_dim, g_widths, d_widths, d_downsample,
-    ema_decay, n_dis, n_train, pixel_weight, logit_weight, checkpoint_every, seed, precision``; missing keys
+    ema_decay, n_dis, n_train, pixel_weight, logit_weight, checkpoint_every, seed, precision, channels_last``; missing keys
     keep the defaults of the dataclasses.
     """
     p = {**params, **overrides}
@@ -55,7 +59,7 @@ def gan_config(params: dict, logit_dim: int = 10, **overrides) -> FeedforwardCon
         n_dis=p.get("n_dis", 1), ema_decay=p.get("ema_decay", 0.999), pixel_weight=p.get("pixel_weight", 0.0),
         logit_weight=p.get("logit_weight", 0.0), n_train=p.get("n_train"),
         checkpoint_every=p.get("checkpoint_every", 250), seed=p.get("seed", 0),
-        precision=p.get("precision", "fp32"))
+        precision=p.get("precision", "fp32"), channels_last=p.get("channels_last", False))
 
 
 def decoder_config(params: dict, logit_dim: int = 10) -> DecoderConfig:
@@ -76,28 +80,33 @@ class Study:
     """Everything notebooks 02-04 share in one profile (build it with :meth:`Study.setup`)."""
 
     profile: str
-    train: Scenes                   # real training scenes (the generators' and the probe's data)
-    test: Scenes                    # held-out scenes the reconstructions are scored on
-    probe: FactorProbe
+    train: Scenes | cifar10.Cifar10     # real training images (the generators' and the probe's data)
+    test: Scenes | cifar10.Cifar10      # held-out images the reconstructions are scored on
+    probe: FactorProbe | None           # None where the images have no ground-truth factors
     probe_log: dict
-    judge: Classifier               # outside judge: a classifier that is never inverted
-    chance: dict[str, float]        # factor errors of a random other test image of the same class
-    ceiling: dict[str, float]       # the probe's own errors on the real test images
+    judge: Classifier                   # outside judge: a classifier that is never inverted
+    chance: dict[str, float]            # errors of a random other test image of the same class
+    ceiling: dict[str, float]           # the probe's own errors on the real test images
     device: str = "cpu"
-    train_missing: bool = False     # train a zoo model that is not cached yet (smoke only)
+    train_missing: bool = False         # train a zoo model that is not cached yet (smoke only)
+    dataset: str = "fashion-scenes"
     _classifiers: dict = field(default_factory=dict, repr=False)
     _logits: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
-    def setup(profile: str, n_train: int, n_eval: int, probe: dict, judge: str = "judge-vgg",
-              device: str = "cpu", train_missing: bool = False, seed: int = 0) -> "Study":
-        """Load the scenes, the judge and the (cached) factor probe of ``profile``."""
-        train = fashion_scenes.load("train", n=n_train)
-        test = fashion_scenes.load("test", n=n_eval)
-        factor_probe, log = probe_train_or_load(train, profile, probe_config(probe), device)
-        return Study(profile, train, test, factor_probe, log,
-                     load(judge, profile, device, train_if_missing=train_missing),
-                     chance_reference(test, seed), probe_ceiling(factor_probe, test), device, train_missing)
+    def setup(profile: str, n_train: int, n_eval: int, probe: dict | None = None, judge: str = "judge-vgg",
+              device: str = "cpu", train_missing: bool = False, seed: int = 0,
+              dataset: str = "fashion-scenes") -> "Study":
+        """Load the images, the judge and (Fashion-Scenes with a ``probe`` dict) the cached factor probe."""
+        if probe is not None and dataset != "fashion-scenes":
+            raise ValueError(f"{dataset} images have no ground-truth factors to probe; pass probe=None")
+        train, test = load_split(dataset, "train", n_train), load_split(dataset, "test", n_eval)
+        factor_probe, log, ceiling = None, {}, {}
+        if probe is not None:
+            factor_probe, log = probe_train_or_load(train, profile, probe_config(probe), device)
+            ceiling = probe_ceiling(factor_probe, test)
+        return Study(profile, train, test, factor_probe, log, load(judge, profile, device, train_if_missing=train_missing),
+                     chance_reference(test, seed), ceiling, device, train_missing, dataset)
 
     def classifier(self, name: str) -> Classifier:
         if name not in self._classifiers:
@@ -109,7 +118,7 @@ class Study:
         if (name, split) in self._logits:
             return self._logits[name, split]
         scenes = self.train if split == "train" else self.test
-        path = _logits_path(name, self.profile, split, scenes)
+        path = _logits_path(name, self.profile, split, scenes, self.dataset)
         if path.is_file():
             logits = torch.load(path, weights_only=True)
         else:
@@ -121,7 +130,7 @@ class Study:
 
     def gan(self, name: str, params: dict, **overrides) -> TrainedInverse:
         """The cached GAN inverse of zoo classifier ``name`` (trained, or resumed, on first use)."""
-        config = gan_config(params, **overrides)
+        config = gan_config(params, **{**self._data_overrides(), **overrides})
         path_exists = _gan_cached(name, self.profile, config)
         return train_or_load(self.classifier(name), name, self.profile, self.train.images, config, self.device,
                              logits=None if path_exists else self.logits(name, "train"))
@@ -134,7 +143,8 @@ class Study:
         two-threaded ones, as for the zoo). Results are then read from the cache by :meth:`gan`.
         """
         unique = {(n, json.dumps(o, sort_keys=True)): (n, o) for n, o in jobs}.values()
-        missing = [(n, o) for n, o in unique if not _gan_cached(n, self.profile, gan_config(params, **o))]
+        missing = [(n, o) for n, o in unique
+                   if not _gan_cached(n, self.profile, gan_config(params, **{**self._data_overrides(), **o}))]
         if workers <= 1 or len(missing) <= 1:
             for name, overrides in missing:
                 self.gan(name, params, **overrides)
@@ -148,40 +158,60 @@ class Study:
             self.logits(name, "train")
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_train_generator_in_worker, n, self.profile, params, o, len(self.train), self.device)
+            futures = [pool.submit(_train_generator_in_worker, n, self.profile, params,
+                                   {**self._data_overrides(), **o}, len(self.train), self.device, self.dataset)
                        for n, o in missing]
             for job in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                             desc=f"generators ({workers} workers)"):
                 job.result()
 
+    def _data_overrides(self) -> dict:
+        """What the GAN's cache key must know of the data beyond the classifier: Fashion-Scenes
+        generators keep their keys; on other data the number of training images enters them."""
+        return {} if self.dataset == "fashion-scenes" else {"n_train": len(self.train)}
+
     def decoder(self, name: str, params: dict) -> tuple[PixelDecoder, dict]:
         """The cached pixel-loss decoder (Dosovitskiy & Brox baseline) of zoo classifier ``name``."""
         return decoder_train_or_load(self.classifier(name), name, self.profile, self.train.images,
-                                     decoder_config(params), self.device, logits=self.logits(name, "train"))
+                                     decoder_config({**self._data_overrides(), **params}), self.device,
+                                     logits=self.logits(name, "train"))
 
     def scores(self, recon: torch.Tensor, scenes: Scenes | None = None) -> pd.DataFrame:
-        """Per-image PSNR, SSIM, judge agreement and factor errors of reconstructions of ``scenes``."""
+        """Per-image PSNR, SSIM, judge agreement, thumbnail and factor errors of reconstructions of
+        ``scenes`` (default: the first ``len(recon)`` test images)."""
         scenes = self.test.subset(slice(0, len(recon))) if scenes is None else scenes
         return per_image_scores(recon, scenes, self.probe, self.judge, self.device)
 
     def summary(self, recon: torch.Tensor, scenes: Scenes | None = None, **labels) -> dict:
-        """Mean scores (and factor errors / chance) of reconstructions, as one table row."""
+        """Mean scores (and errors / chance) of reconstructions, as one table row."""
         return {**labels, "n": len(recon), **summarize(self.scores(recon, scenes), self.chance)}
 
 
-def _logits_path(name: str, profile: str, split: str, scenes: Scenes):
-    key = hashlib.sha256(json.dumps({"classifier": classifier_key(name, profile), "split": split,
-                                     "n": len(scenes), "recipe": dataclasses.asdict(scenes.recipe),
-                                     "labels": hashlib.sha256(scenes.labels.numpy().tobytes()).hexdigest()},
-                                    sort_keys=True).encode()).hexdigest()[:12]
+def load_split(dataset: str, split: str, n: int | None):
+    """``n`` images of one split of a data source of :data:`DATASETS` (a seeded subset)."""
+    if dataset == "fashion-scenes":
+        return fashion_scenes.load(split, n=n)
+    if dataset == "cifar10":
+        return cifar10.load(split, n=n)
+    raise ValueError(f"dataset must be one of {DATASETS}, not {dataset!r}")
+
+
+def _logits_path(name: str, profile: str, split: str, data, dataset: str = "fashion-scenes"):
+    identity = {"classifier": classifier_key(name, profile), "split": split, "n": len(data),
+                "labels": hashlib.sha256(data.labels.numpy().tobytes()).hexdigest()}
+    if dataset == "fashion-scenes":
+        identity["recipe"] = dataclasses.asdict(data.recipe)
+    else:
+        identity.update(dataset=dataset, source=data.source)
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     return checkpoint_dir(profile) / f"logits-{name}-{split}-{key}.pt"
 
 
 def _train_generator_in_worker(name: str, profile: str, params: dict, overrides: dict, n_train: int,
-                               device: str) -> str:
+                               device: str, dataset: str = "fashion-scenes") -> str:
     torch.set_num_threads(1)
-    train = fashion_scenes.load("train", n=n_train)
-    logits = torch.load(_logits_path(name, profile, "train", train), weights_only=True)
+    train = load_split(dataset, "train", n_train)
+    logits = torch.load(_logits_path(name, profile, "train", train, dataset), weights_only=True)
     train_or_load(load(name, profile, device, train_if_missing=False), name, profile, train.images,
                   gan_config(params, **overrides), device, logits=logits)
     return name

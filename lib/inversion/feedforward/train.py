@@ -59,6 +59,7 @@ class FeedforwardConfig:
     checkpoint_every: int = 250
     seed: int = 0
     precision: str = "fp32"         # "fp32" | "bf16": autocast of G's, D's and f's forward passes
+    channels_last: bool = False     # NHWC memory for G, D and the real batches
 
     def __post_init__(self):
         precision_switch.check(self.precision)
@@ -67,6 +68,8 @@ class FeedforwardConfig:
         fields = dataclasses.asdict(self)
         if fields["precision"] == "fp32":  # fp32 keeps the hashes of the generators cached before the field existed
             del fields["precision"]
+        if not fields["channels_last"]:    # as does the contiguous layout
+            del fields["channels_last"]
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -169,7 +172,8 @@ def train_step(G: LogitConditionedGenerator, D: ProjectionDiscriminator, opt_g: 
     cast = lambda: precision_switch.autocast(c.precision, dev)  # noqa: E731
     for _ in range(c.n_dis):  # --- discriminator: hinge loss on real vs generated
         idx = torch.randint(0, len(images), (c.batch_size,), generator=rng)
-        x, y = images[idx].float().div(255).to(dev), logits[idx].to(dev)
+        x = precision_switch.to_memory_format(images[idx].float().div(255).to(dev), c.channels_last)
+        y = logits[idx].to(dev)
         z = torch.randn(c.batch_size, c.generator.z_dim, generator=rng).to(dev)
         with torch.no_grad(), cast():
             fake = G(y, z)
@@ -220,8 +224,8 @@ def train_inverse(classifier: nn.Module, images: torch.Tensor, config: Feedforwa
     images, logits, rng = training_pairs(classifier, images, logits, c.n_train, c.seed, dev)
     if c.generator.logit_dim not in (None, 0) and c.generator.logit_dim != logits.shape[1]:
         raise ValueError(f"generator expects {c.generator.logit_dim} logits, the classifier gives {logits.shape[1]}")
-    G = LogitConditionedGenerator(c.generator).to(dev)
-    D = ProjectionDiscriminator(c.discriminator).to(dev)
+    G = precision_switch.to_memory_format(LogitConditionedGenerator(c.generator).to(dev), c.channels_last)
+    D = precision_switch.to_memory_format(ProjectionDiscriminator(c.discriminator).to(dev), c.channels_last)
     G.set_logit_statistics(logits.to(dev)), D.set_logit_statistics(logits.to(dev))
     G_ema = copy.deepcopy(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=c.lr_g, betas=c.betas)
