@@ -136,34 +136,9 @@ class Study:
                              logits=None if path_exists else self.logits(name, "train"))
 
     def train_generators(self, jobs: list[tuple[str, dict]], params: dict, workers: int = 1) -> None:
-        """Train the not-yet-cached GAN inverses of ``jobs`` ((classifier, overrides) pairs).
-
-        ``workers > 1``: that many single-threaded processes train one generator each at a time
-        (on a small CPU two single-threaded trainings finish sooner than two consecutive
-        two-threaded ones, as for the zoo). Results are then read from the cache by :meth:`gan`.
-        """
-        unique = {(n, json.dumps(o, sort_keys=True)): (n, o) for n, o in jobs}.values()
-        missing = [(n, o) for n, o in unique
-                   if not _gan_cached(n, self.profile, gan_config(params, **{**self._data_overrides(), **o}))]
-        if workers <= 1 or len(missing) <= 1:
-            for name, overrides in missing:
-                self.gan(name, params, **overrides)
-            return
-        import concurrent.futures
-        import multiprocessing
-
-        from tqdm.auto import tqdm
-
-        for name, _ in missing:  # the workers read the training logits from the disk cache
-            self.logits(name, "train")
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_train_generator_in_worker, n, self.profile, params,
-                                   {**self._data_overrides(), **o}, len(self.train), self.device, self.dataset)
-                       for n, o in missing]
-            for job in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
-                            desc=f"generators ({workers} workers)"):
-                job.result()
+        """Train the not-yet-cached GAN inverses of ``jobs`` ((classifier, overrides) pairs); see
+        :func:`train_generators`, which also pools the jobs of several studies."""
+        train_generators([(self, name, overrides) for name, overrides in jobs], params, workers)
 
     def _data_overrides(self) -> dict:
         """What the GAN's cache key must know of the data beyond the classifier: Fashion-Scenes
@@ -185,6 +160,37 @@ class Study:
     def summary(self, recon: torch.Tensor, scenes: Scenes | None = None, **labels) -> dict:
         """Mean scores (and errors / chance) of reconstructions, as one table row."""
         return {**labels, "n": len(recon), **summarize(self.scores(recon, scenes), self.chance)}
+
+
+def train_generators(jobs: list[tuple[Study, str, dict]], params: dict, workers: int = 1) -> None:
+    """Train the not-yet-cached GAN inverses of ``jobs`` ((study, classifier, overrides) triples).
+
+    ``workers > 1``: that many single-threaded processes train one generator each at a time (on a
+    small CPU two single-threaded trainings finish sooner than two consecutive two-threaded ones,
+    as for the zoo); jobs of studies on different data share the pool, so no core idles while
+    another study's last generator trains. Results are then read from the cache by :meth:`Study.gan`.
+    """
+    unique = {(id(st), n, json.dumps(o, sort_keys=True)): (st, n, o) for st, n, o in jobs}.values()
+    missing = [(st, n, o) for st, n, o in unique
+               if not _gan_cached(n, st.profile, gan_config(params, **{**st._data_overrides(), **o}))]
+    if workers <= 1 or len(missing) <= 1:
+        for st, name, overrides in missing:
+            st.gan(name, params, **overrides)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+
+    for st, name, _ in missing:  # the workers read the training logits from the disk cache
+        st.logits(name, "train")
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(_train_generator_in_worker, n, st.profile, params, {**st._data_overrides(), **o},
+                               len(st.train), st.device, st.dataset) for st, n, o in missing]
+        for job in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                        desc=f"generators ({workers} workers)"):
+            job.result()
 
 
 def load_split(dataset: str, split: str, n: int | None):
