@@ -318,11 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.write_text("\n".join(lines))
     print("\n".join(lines[6:]))
     print(f"Summary: {summary}")
-    failed = [n for n, r in records.items() if r["status"] != "ok"]
-    if failed:
-        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return reproduce.exit_status(records)
 
 
 if __name__ == "__main__":

@@ -275,3 +275,9 @@ def test_summary_includes_targets_tables(tmp_path, monkeypatch):
                                           "| >= 20 dB | 18.55 dB | MISSED |", "| a \\| b | 3 | met |"]
     assert "| 05_zero_shot_inversion | ok | 60 s |" in "\n".join(lines), "the notebook table stays"
     assert sum(line.startswith("## Targets of") for line in lines) == 1, "no section without a targets CSV"
+
+
+def test_exit_status_names_the_failed_notebooks(capsys):
+    assert reproduce.exit_status({"01_a": {"status": "ok"}, "02_b": {"status": "ok"}}) == 0
+    assert reproduce.exit_status({"01_a": {"status": "ok"}, "02_b": {"status": "failed"}}) == 1
+    assert "FAILED: 02_b" in capsys.readouterr().err

@@ -57,3 +57,14 @@ def to_memory_format(module_or_tensor, channels_last: bool):
     if module_or_tensor.dim() == 4:
         return module_or_tensor.contiguous(memory_format=torch.channels_last)
     return module_or_tensor
+
+
+def cache_fields(fields: dict) -> dict:
+    """A config's fields as they enter a cache key: the speed switches at their defaults (fp32,
+    contiguous layout) are left out, so artefacts cached before a switch existed keep their keys."""
+    out = dict(fields)
+    if out.get("precision") == "fp32":
+        del out["precision"]
+    if out.get("channels_last") is False:
+        del out["channels_last"]
+    return out

@@ -551,7 +551,11 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     chosen = select(args.only)
-    records = run_batch(args.profile, chosen, parse_overrides(args.overrides, list(chosen)))
+    return exit_status(run_batch(args.profile, chosen, parse_overrides(args.overrides, list(chosen))))
+
+
+def exit_status(records: dict[str, dict]) -> int:
+    """0 when every notebook of a batch ran; else 1, after naming the failed ones on stderr."""
     failed = [n for n, r in records.items() if r["status"] != "ok"]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)

@@ -65,12 +65,7 @@ class FeedforwardConfig:
         precision_switch.check(self.precision)
 
     def key(self) -> str:
-        fields = dataclasses.asdict(self)
-        if fields["precision"] == "fp32":  # fp32 keeps the hashes of the generators cached before the field existed
-            del fields["precision"]
-        if not fields["channels_last"]:    # as does the contiguous layout
-            del fields["channels_last"]
-        blob = json.dumps(fields, sort_keys=True)
+        blob = json.dumps(precision_switch.cache_fields(dataclasses.asdict(self)), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

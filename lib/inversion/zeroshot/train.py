@@ -146,9 +146,7 @@ def weights_hash(module: nn.Module) -> str:
 
 
 def config_key(model: nn.Module, cuts: Sequence[str], config: InverseConfig) -> str:
-    fields = dataclasses.asdict(config)
-    if fields["precision"] == "fp32":   # fp32 keeps the keys of inverses cached before the field existed
-        del fields["precision"]
+    fields = precision_switch.cache_fields(dataclasses.asdict(config))
     blob = json.dumps({"model": weights_hash(model), "cuts": list(cuts), **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
