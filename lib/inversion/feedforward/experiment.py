@@ -4,8 +4,8 @@
 training and evaluation images, the outside judge, the same-class chance reference, cached logits /
 inverses per classifier, and -- for Fashion-Scenes, whose images come with ground-truth factors --
 the factor probe with its ceiling. On CIFAR-10 (``dataset="cifar10"``) there are no factors: the
-probe is ``None`` and the scores are PSNR, SSIM, judge agreement and the thumbnail error. Notebooks 02, 03 and 04 pass the *same*
-``gan`` / ``decoder`` parameter dicts (their profile yaml files agree), so a generator trained in
+probe is ``None`` and the scores are PSNR, SSIM, judge agreement and the thumbnail error.
+Notebooks 02, 03 and 04 pass the *same* ``gan`` / ``decoder`` parameter dicts (their profile yaml files agree), so a generator trained in
 02 is found in the cache (``<data>/checkpoints/<profile>/feedforward-<classifier>-<hash>.pt``,
 keyed by the configuration and the classifier's weights) by 03 and 04.
 """
@@ -130,7 +130,7 @@ class Study:
 
     def gan(self, name: str, params: dict, **overrides) -> TrainedInverse:
         """The cached GAN inverse of zoo classifier ``name`` (trained, or resumed, on first use)."""
-        config = gan_config(params, **{**self._data_overrides(), **overrides})
+        config = gan_config(params, **self._with_data(overrides))
         path_exists = _gan_cached(name, self.profile, config)
         return train_or_load(self.classifier(name), name, self.profile, self.train.images, config, self.device,
                              logits=None if path_exists else self.logits(name, "train"))
@@ -140,15 +140,16 @@ class Study:
         :func:`train_generators`, which also pools the jobs of several studies."""
         train_generators([(self, name, overrides) for name, overrides in jobs], params, workers)
 
-    def _data_overrides(self) -> dict:
-        """What the GAN's cache key must know of the data beyond the classifier: Fashion-Scenes
-        generators keep their keys; on other data the number of training images enters them."""
-        return {} if self.dataset == "fashion-scenes" else {"n_train": len(self.train)}
+    def _with_data(self, overrides: dict) -> dict:
+        """``overrides`` plus what a generator's or decoder's cache key must know of the data beyond
+        the classifier: Fashion-Scenes ones keep their keys; on other data the number of training
+        images enters them (``overrides`` win)."""
+        return overrides if self.dataset == "fashion-scenes" else {"n_train": len(self.train), **overrides}
 
     def decoder(self, name: str, params: dict) -> tuple[PixelDecoder, dict]:
         """The cached pixel-loss decoder (Dosovitskiy & Brox baseline) of zoo classifier ``name``."""
         return decoder_train_or_load(self.classifier(name), name, self.profile, self.train.images,
-                                     decoder_config({**self._data_overrides(), **params}), self.device,
+                                     decoder_config(self._with_data(params)), self.device,
                                      logits=self.logits(name, "train"))
 
     def scores(self, recon: torch.Tensor, scenes: Scenes | None = None) -> pd.DataFrame:
@@ -171,8 +172,7 @@ def train_generators(jobs: list[tuple[Study, str, dict]], params: dict, workers:
     another study's last generator trains. Results are then read from the cache by :meth:`Study.gan`.
     """
     unique = {(id(st), n, json.dumps(o, sort_keys=True)): (st, n, o) for st, n, o in jobs}.values()
-    missing = [(st, n, o) for st, n, o in unique
-               if not _gan_cached(n, st.profile, gan_config(params, **{**st._data_overrides(), **o}))]
+    missing = [(st, n, o) for st, n, o in unique if not _gan_cached(n, st.profile, gan_config(params, **st._with_data(o)))]
     if workers <= 1 or len(missing) <= 1:
         for st, name, overrides in missing:
             st.gan(name, params, **overrides)
@@ -186,7 +186,7 @@ def train_generators(jobs: list[tuple[Study, str, dict]], params: dict, workers:
         st.logits(name, "train")
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_train_generator_in_worker, n, st.profile, params, {**st._data_overrides(), **o},
+        futures = [pool.submit(_train_generator_in_worker, n, st.profile, params, st._with_data(o),
                                len(st.train), st.device, st.dataset) for st, n, o in missing]
         for job in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                         desc=f"generators ({workers} workers)"):
