@@ -10,9 +10,13 @@ measures at 1x and at the larger budget:
   and the discriminator's final hinge loss;
 * ``zeroshot``: the zero-shot inverses of the CIFAR-10 ResNet-20 (notebook 05's recipe and main
   data kind: divide and conquer + cycle, and the plain decoder), PSNR per depth on CIFAR-10 test
-  images next to the constant mean-image floor.
+  images next to the constant mean-image floor;
+* ``precision``: notebook 02's generator of the zoo CNN over three seeds in plain fp32 and in the
+  mini profile's bf16 autocast + channels_last (two single-threaded workers), each setting's mean
+  and seed std side by side, and whether each difference lies within twice the larger seed std.
 
     .venv/bin/python scripts/budget_check.py feedforward zeroshot --scale 10 --gan-scale 4
+    .venv/bin/python scripts/budget_check.py precision
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ import torch
 import yaml
 
 from inversion import zeroshot as zs
-from inversion.feedforward.experiment import Study
+from inversion.feedforward.evaluate import seed_rule
+from inversion.feedforward.experiment import Study, train_generators
 from inversion.models import zoo
 from inversion.zeroshot.evaluate import constant_image_floor, evaluate_depths
 
@@ -82,9 +87,30 @@ def zeroshot(scale: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def precision(seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Notebook 02's CNN generator, plain fp32 vs bf16 + channels_last, over ``seeds``."""
+    p = mini("02_feedforward_inversion")
+    study = Study.setup("mini", p["n_train"], p["n_eval"], p["probe"], judge=p["judge"], seed=p["seed"])
+    name, plain = p["classifiers"][0], {"precision": "fp32", "channels_last": False}
+    settings = {"fp32": plain, "bf16 + channels_last": {"precision": "bf16", "channels_last": True}}
+    train_generators([(study, name, {**o, "seed": s}) for s in seeds for o in settings.values()], p["gan"], workers=2)
+    rows = []
+    for label, overrides in settings.items():
+        for s in seeds:
+            inverse = study.gan(name, p["gan"], **overrides, seed=s)
+            rows.append(study.summary(inverse.invert(study.logits(name, "test"), seed=p["seed"]), setting=label,
+                                      seed=s, train_seconds=inverse.log.get("seconds")))
+    per_seed = pd.DataFrame(rows)
+    metrics = ["psnr", "ssim", "judge_agrees", "thumbnail_error", "center_error", "scale_error", "train_seconds"]
+    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
+    fp32, fast = (per_seed[per_seed["setting"] == k] for k in settings)
+    table[("within seed rule", "")] = [seed_rule(list(fast[m]), list(fp32[m]))["verdict"] == "no difference" for m in metrics]
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checks", nargs="+", choices=["feedforward", "zeroshot"])
+    parser.add_argument("checks", nargs="+", choices=["feedforward", "zeroshot", "precision"])
     parser.add_argument("--scale", type=int, default=10, help="multiple of the mini profile's steps (default 10)")
     parser.add_argument("--gan-scale", type=int, default=4,
                         help="the same for the logit GAN, whose mini steps already cost minutes (default 4)")
@@ -94,6 +120,9 @@ def main() -> None:
     pd.set_option("display.width", 200)
     for check in args.checks:
         scale = args.gan_scale if check == "feedforward" else args.scale
+        if check == "precision":
+            print(f"\n== precision: fp32 vs the mini setting\n{precision().round(4).to_string()}")
+            continue
         table = {"feedforward": feedforward, "zeroshot": zeroshot}[check](scale)
         print(f"\n== {check}: mini budget vs {scale}x\n{table.round(3).to_string(index=False)}")
 
