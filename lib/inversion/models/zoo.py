@@ -167,6 +167,8 @@ def timm_input_config(timm_name: str) -> InputConfig:
 
 for _name, _timm, _family, _desc in [
     ("imagenet-resnet50", "resnet50.tv_in1k", "cnn", "ResNet-50 (torchvision weights)"),
+    ("imagenet-repvgg-a2", "repvgg_a2.rvgg_in1k", "cnn",
+     "RepVGG-A2 (timm, training-time 3x3 + 1x1 + identity branches; 22 conv layers deep)"),
     ("imagenet-vit-b16", "vit_base_patch16_224.augreg_in21k_ft_in1k", "vit", "ViT-B/16 at 224"),
     ("imagenet-deit-s", "deit_small_patch16_224.fb_in1k", "vit", "DeiT-S/16"),
     ("imagenet-resmlp-24", "resmlp_24_224.fb_in1k", "mlp", "ResMLP-24"),

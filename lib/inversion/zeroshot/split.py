@@ -7,7 +7,9 @@ under each cut path. The first block keeps the :class:`~inversion.models.Classif
 normalization, so h_0 = x is an RGB image in [0, 1] and inverses work in pixel space.
 
 Supported networks: ``nn.Sequential`` nets (the mini zoo's ``cnn`` family and ``judge-vgg``),
-the CIFAR-10 ResNets, timm ``ResNet`` and timm ``VisionTransformer`` (paper profile).
+the CIFAR-10 ResNets, and in the paper profile timm ``ResNet`` (cuts ``layer1``..``layer4``, or
+residual blocks such as ``layer2.0``), timm ``ByobNet`` (RepVGG: cuts ``stem``, ``stages.0``..
+``stages.3``, or single blocks such as ``stages.2.5``) and timm ``VisionTransformer``.
 """
 from __future__ import annotations
 
@@ -69,29 +71,49 @@ def sequential_units(net: nn.Module) -> list[tuple[str, nn.Module]]:
                 ("pool", Lambda(lambda x: x.mean(dim=(2, 3)), "global average pool")),
                 ("linear", net.linear)]
     try:
+        from timm.models.byobnet import ByobNet
         from timm.models.resnet import ResNet
         from timm.models.vision_transformer import VisionTransformer
     except ImportError:  # pragma: no cover - timm is a dependency
-        ResNet = VisionTransformer = ()
+        ByobNet = ResNet = VisionTransformer = ()
     if isinstance(net, ResNet):
         units = [("conv1", net.conv1), ("bn1", net.bn1), ("act1", net.act1), ("maxpool", net.maxpool)]
         for name in ("layer1", "layer2", "layer3", "layer4"):
             units += _flatten(name, getattr(net, name))
         return units + [("global_pool", net.global_pool), ("fc", net.fc)]
+    if isinstance(net, ByobNet):   # RepVGG and timm's other "bring your own blocks" nets
+        return [*_flatten("stem", net.stem), *_flatten("stages", net.stages), ("final_conv", net.final_conv),
+                ("head", net.head)]   # forward_head(x) is head(x): global pool + fc
     if isinstance(net, VisionTransformer):
         return [("patch_embed", net.patch_embed),
                 ("pos_embed", Lambda(lambda x: net.norm_pre(net.patch_drop(net._pos_embed(x))), "pos_embed")),
                 *_flatten("blocks", net.blocks), ("norm", net.norm),
                 ("head", Lambda(net.forward_head, "forward_head"))]
     raise TypeError(f"cannot split a {type(net).__name__}: supported are nn.Sequential, CifarResNet, "
-                    f"timm ResNet and VisionTransformer")
+                    f"timm ResNet, ByobNet (RepVGG) and VisionTransformer")
+
+
+def _is_repvgg_block(module: nn.Module) -> bool:
+    try:
+        from timm.models.byobnet import RepVggBlock
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return False
+    return isinstance(module, RepVggBlock)
 
 
 def _main_path_layers(module: nn.Module) -> int:
-    """Weight layers (conv/linear) on the main path, shortcut projections not counted."""
-    count = 0
+    """Weight layers (conv/linear) on the main path, shortcut projections not counted.
+
+    A RepVGG block counts as one layer: its parallel 3x3, 1x1 and identity branches are one 3x3
+    conv after re-parameterization (Ding et al. 2021), which is how RepVGG counts its depth."""
+    count, inside = 0, []
     for name, m in module.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and not any(
+        if any(name.startswith(prefix) for prefix in inside):
+            continue
+        if _is_repvgg_block(m):
+            count += 1
+            inside.append(f"{name}." if name else "")
+        elif isinstance(m, (nn.Conv2d, nn.Linear)) and not any(
                 part in ("downsample", "shortcut") for part in name.split(".")):
             count += 1
     return count
