@@ -16,6 +16,9 @@ minutes instead of hours, without ImageNet and without hub weights:
   checkpoints (evaluated, so their metadata are real numbers of untrained models);
 * ``IMAGENET_DIR`` points to a tiny ImageNet-style folder written here (1000 class folders of
   smooth random images, ``train/`` and ``val/``);
+* ``FACES_DIR`` points to a tiny fake face folder written here (:func:`write_face_folder`: a flat
+  folder of a few dozen smooth random 178x218 JPEGs, the shape of CelebA's aligned crops), so
+  notebook 06 takes its 128 px face path;
 * everything is written under ``data/paper-dry/`` (data, checkpoints, run logs) and
   ``figures/paper-dry/`` (results, executed notebooks, ``SUMMARY.md``), never into the real
   ``paper`` folders.
@@ -59,7 +62,7 @@ def _cut_value(key: str, value, steps: int = STEPS):
             return min(value, steps)
         if leaf == "checkpoint_every":   # one checkpoint at the end: the path runs, the disk is spared
             return min(value, steps)
-        if leaf.startswith("n_") or leaf.endswith("_n_train") or leaf.endswith("_images") or leaf.endswith("_pool"):
+        if leaf.startswith("n_") or leaf.endswith(("_n_train", "_n_eval", "_images", "_pool")):
             floor = MIN_COUNTS.get(leaf, 0)
             return min(value, max(COUNT, floor)) if leaf not in ("n_show", "n_noise", "n_examples") else min(value, 4)
         if leaf in ("batch_size", "gan_batch") or leaf.endswith("_batch"):
@@ -233,6 +236,25 @@ def write_image_folder(root: Path, classes: int = 1000, per_class: int = 1, size
     return root
 
 
+def write_face_folder(root: Path, count: int = 48, size: tuple[int, int] = (178, 218)) -> Path:
+    """A tiny flat folder of fake "faces" for notebook 06's face path: ``count`` smooth random RGB JPEGs of
+    ``size`` (width, height; CelebA's aligned crops are 178x218, so the loader's centre crop runs)."""
+    import numpy as np
+    from PIL import Image
+
+    done = root / ".complete"
+    stamp = f"{count} {size[0]} {size[1]}"
+    if done.is_file() and done.read_text() == stamp:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        coarse = rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)          # upsampled: smooth and small
+        Image.fromarray(coarse).resize(size, Image.BILINEAR).save(root / f"{i + 1:06d}.jpg", quality=90)
+    done.write_text(stamp)
+    return root
+
+
 _BAR = re.compile(r"(?P<desc>[^\r\n|]{1,80}?):\s+(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*"
                   r"\[(?P<elapsed>[\d:]+)<[^,\]]*,\s*(?P<rate>[\d.]+|\?)(?P<unit>[a-z]+/s|s/[a-z]+)")
 
@@ -263,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["INVERSION_FIGURES"] = str(DRY_FIGURES)
     os.environ["INVERSION_TIMM_DIR"] = str(DRY_DATA / "timm")
     os.environ["IMAGENET_DIR"] = str(DRY_DATA / "imagenet")
+    os.environ["FACES_DIR"] = str(DRY_DATA / "faces")
     import torch
     import yaml
 
@@ -292,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     print(f"timm checkpoints (random weights): {', '.join(write_timm_checkpoints(DRY_DATA / 'timm'))}", flush=True)
     print(f"image folder: {write_image_folder(DRY_DATA / 'imagenet')}", flush=True)
+    print(f"face folder: {write_face_folder(DRY_DATA / 'faces')}", flush=True)
     print(f"untrained zoo: {', '.join(write_untrained_zoo(referenced_models(blocks), 'cpu'))}", flush=True)
     prepare = time.time() - start
 
@@ -302,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
              "the wall times and memory peaks say what a first real run meets.", "",
              f"Device: `{args.device}`" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
                                            f" ({threads} threads)")
-             + f"; preparation (checkpoints, image folder, untrained zoo): {prepare:.0f} s.", "",
+             + f"; preparation (checkpoints, image and face folders, untrained zoo): {prepare:.0f} s.", "",
              "| notebook | status | wall time | peak memory | slowest loop | cut parameters |",
              "|---|---|---|---|---|---|"]
     for name, record in records.items():

@@ -1,4 +1,4 @@
-"""Scoring reconstructions of Fashion-Scenes or CIFAR-10 images (notebooks 02-04).
+"""Scoring reconstructions of Fashion-Scenes, CIFAR-10 or ImageNet images (notebooks 02-04).
 
 For reconstructions ``r`` of originals ``x``: PSNR and SSIM against ``x``; *class agreement* --
 the outside judge (a classifier that was not inverted) gives ``r`` the label it gives ``x``; the
@@ -33,15 +33,27 @@ def thumbnail_error(a: torch.Tensor, b: torch.Tensor, size: int = THUMBNAIL) -> 
     return (ta - tb).pow(2).mean((1, 2, 3)).sqrt()
 
 
+def judge_labels(judge: torch.nn.Module, data, device: str | torch.device = "cpu") -> torch.Tensor:
+    """The judge's top-1 labels of the original images of ``data``."""
+    return predict(judge, data.float_images(), device=device).argmax(1)
+
+
 def per_image_scores(recon: torch.Tensor, data, probe: FactorProbe | None, judge: torch.nn.Module,
-                     device: str | torch.device = "cpu") -> pd.DataFrame:
+                     device: str | torch.device = "cpu", original_labels: torch.Tensor | None = None) -> pd.DataFrame:
     """One row per image: psnr, ssim, judge_agrees, thumbnail_error and, with a ``probe`` (``data``
-    then has ground-truth factors), one error column per factor."""
+    then has ground-truth factors), one error column per factor.
+
+    ``judge_agrees``: the judge's top-1 label of the reconstruction equals its top-1 label of the
+    original (any number of classes); ``original_labels``: those labels of the originals, when
+    already computed with :func:`judge_labels`.
+    """
     originals = data.float_images()
     if recon.shape != originals.shape:
         raise ValueError(f"reconstructions {tuple(recon.shape)} do not match the originals {tuple(originals.shape)}")
     recon = recon.float().clamp(0, 1)
-    agree = predict(judge, recon, device=device).argmax(1) == predict(judge, originals, device=device).argmax(1)
+    if original_labels is None:
+        original_labels = predict(judge, originals, device=device).argmax(1)
+    agree = predict(judge, recon, device=device).argmax(1) == original_labels
     errors = factor_errors(probe.read(recon), data.factors()) if probe is not None else {}
     return pd.DataFrame({"psnr": psnr(recon, originals).numpy(), "ssim": ssim(recon, originals).numpy(),
                          "judge_agrees": agree.float().numpy(),
@@ -60,9 +72,16 @@ def summarize(scores: pd.DataFrame, chance: dict[str, float] | None = None) -> d
 
 def chance_reference(data, seed: int = 0) -> dict[str, float]:
     """Mean errors of a random other image of the same class: the thumbnail error and, where ``data``
-    has ground-truth factors, every factor error."""
+    has ground-truth factors, every factor error.
+
+    An image that is the only one of its class in ``data`` (a few of 1000 ImageNet classes in a
+    small evaluation set) has no partner and is left out of the thumbnail mean (NaN if no image
+    has one); with every class present twice or more, all images count.
+    """
     partner = same_class_partner(data.labels, seed)
-    out = {"thumbnail": thumbnail_error(data.float_images(partner), data.float_images()).mean().item()}
+    error = thumbnail_error(data.float_images(partner), data.float_images())
+    paired = partner != torch.arange(len(partner))
+    out = {"thumbnail": (error if bool(paired.all()) else error[paired]).mean().item()}
     if hasattr(data, "factors"):
         out.update({k: v.mean().item() for k, v in chance_errors(data, seed).items()})
     return out

@@ -51,6 +51,49 @@ class Classifier(nn.Module):
         return f"name={self.name!r}, input_size={self.config.input_size}"
 
 
+class ResizedInput(Classifier):
+    """A :class:`Classifier` fed images of another side: ``forward`` resizes them to the model's
+    ``input_size`` first (``config.interpolation``, antialiased when shrinking, clamped to [0, 1]).
+
+    For the study's small images of large-input models (128 px ImageNet crops into a 224 px
+    ResNet-50 or ViT). ``input_size`` reports the side of the images it is *fed*
+    (``image_size``), so code that makes images for a classifier (optimization-based inversion)
+    makes them at the data's side. The network, the normalization and the ``state_dict`` are those
+    of the wrapped classifier, so a weight fingerprint of either is the same.
+    """
+
+    def __init__(self, classifier: Classifier, image_size: int):
+        super().__init__(classifier.net, classifier.config, classifier.name)
+        self.image_size = int(image_size)
+        self.to(classifier.mean.device).train(classifier.training)
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        side = self.config.input_size[-1]
+        if x.shape[-2:] == (side, side):
+            return x
+        mode = self.config.interpolation if self.config.interpolation in ("bilinear", "bicubic") else "bilinear"
+        out = torch.nn.functional.interpolate(x, size=(side, side), mode=mode, align_corners=False,
+                                              antialias=x.shape[-1] > side)
+        return out.clamp(0, 1) if mode == "bicubic" else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.resize(x))
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, fed {self.image_size}x{self.image_size} images"
+
+
+def fed_at(classifier: Classifier, image_size: int) -> Classifier:
+    """``classifier`` itself when it takes ``image_size`` images, else a :class:`ResizedInput`."""
+    if classifier.config.input_size[-1] == image_size:
+        return classifier
+    return ResizedInput(classifier, image_size)
+
+
 def resnet(channels=(16, 32, 64), blocks=(2, 2, 2), num_classes: int = 10) -> nn.Sequential:
     """A CIFAR-style ResNet (3x3 stem, no max-pool) of timm ``BasicBlock`` stages.
 
