@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..paths import data_dir
+from .image_folder import seeded_order
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
@@ -103,12 +104,11 @@ def load(n: int | None = 10000, size: int = 128, root: str | Path | None = None,
         raise FileNotFoundError(HOW_TO_GET.format(
             folder=folder, why=f"the folder holds no {'/'.join(EXTENSIONS)} files, also not in subfolders",
             local=data_dir() / "faces"))
-    count = len(files) if n is None else min(n, len(files))
     if n is not None and n > len(files):
         warnings.warn(f"asked for {n} face images, but {folder} holds only {len(files)}: using all {len(files)}",
                       stacklevel=2)
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:count].tolist()
-    chosen = [files[i] for i in order]
+    chosen = [files[i] for i in seeded_order(len(files), n, seed)]
+    count = len(chosen)
     out = torch.empty(count, 3, size, size, dtype=torch.uint8)
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     with ThreadPoolExecutor(workers) as pool:   # map keeps the order: the result is the same for any workers

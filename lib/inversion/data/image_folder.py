@@ -61,22 +61,34 @@ def load(split: str = "val", n: int | None = 1000, size: int = 224, crop_fractio
     of the memory: 50k images at 224 take 7.5 GB) and their class indices (ImageFolder's
     sorted-folder order, which for ImageNet's wnid folders is the usual 0..999 class order).
     """
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
     if config is not None:
         size, crop_fraction, interpolation = config.input_size[-1], config.crop_pct, config.interpolation
-    if not 0 < crop_fraction <= 1:
-        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
-    resize = transforms.Resize(round(size / crop_fraction), interpolation=transforms.InterpolationMode(interpolation))
-    transform = transforms.Compose([resize,
-                                    transforms.CenterCrop(size), transforms.PILToTensor()])
-    folder = datasets.ImageFolder(str(find(split, root)), transform=transform)
-    count = len(folder) if n is None else min(n, len(folder))
-    order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(seed))[:count]
+    folder = datasets.ImageFolder(str(find(split, root)), transform=evaluation_transform(size, crop_fraction, interpolation))
+    order = seeded_order(len(folder), n, seed)
     images, labels = [], []
-    for i in tqdm(order.tolist(), desc=f"reading {split} images", disable=not progress):
+    for i in tqdm(order, desc=f"reading {split} images", disable=not progress):
         image, label = folder[i]
         images.append(image)
         labels.append(label)
     stacked = torch.stack(images)
     return (stacked if uint8 else stacked.float() / 255), torch.tensor(labels)
+
+
+def evaluation_transform(size: int, crop_fraction: float = 0.875, interpolation: str = "bilinear"):
+    """The standard evaluation transform to uint8 tensors: shorter side to ``size / crop_fraction``
+    (with ``interpolation``), centre crop to ``size``."""
+    from torchvision import transforms
+
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    resize = transforms.Resize(round(size / crop_fraction), interpolation=transforms.InterpolationMode(interpolation))
+    return transforms.Compose([resize, transforms.CenterCrop(size), transforms.PILToTensor()])
+
+
+def seeded_order(total: int, n: int | None, seed: int = 0) -> list[int]:
+    """The indices of a seeded random subset of ``n`` of ``total`` items (all when ``n`` is None),
+    in their random order."""
+    count = total if n is None else min(n, total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].tolist()

@@ -75,20 +75,19 @@ def load(split: str = "test", n: int | None = None, size: int = 128, seed: int =
     A seeded random subset (all images when ``n`` is None), in that random order. ``workers``:
     decoding processes (default: up to 8 of the CPU cores for 512 images or more, else none).
     """
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
     if split not in FOLDERS:
         raise ValueError(f"split must be one of {tuple(FOLDERS)}, not {split!r}")
-    if size <= 0 or not 0 < crop_fraction <= 1:
-        raise ValueError(f"need size > 0 and crop_fraction in (0, 1], got {size} and {crop_fraction}")
-    resize = transforms.Resize(round(size / crop_fraction), interpolation=transforms.InterpolationMode(interpolation))
-    transform = transforms.Compose([resize, transforms.CenterCrop(size), transforms.PILToTensor()])
-    folder_path = image_folder.find(FOLDERS[split], root)
-    folder = datasets.ImageFolder(str(folder_path), transform=transform)
-    count = len(folder) if n is None else min(n, len(folder))
+    if size <= 0:
+        raise ValueError(f"need size > 0, got {size}")
     if n is not None and n <= 0:
         raise ValueError(f"n must be positive, not {n}")
-    order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    transform = image_folder.evaluation_transform(size, crop_fraction, interpolation)
+    folder_path = image_folder.find(FOLDERS[split], root)
+    folder = datasets.ImageFolder(str(folder_path), transform=transform)
+    order = image_folder.seeded_order(len(folder), n, seed)
+    count = len(order)
     digest = hashlib.sha256()
     for i in order:
         digest.update(os.path.relpath(folder.samples[i][0], folder_path).encode())
