@@ -359,21 +359,54 @@ def two_processes(only: list[str], repeats: int) -> dict[int, float]:
     return {i: statistics.mean(v) for i, v in out.items()}
 
 
-def pii_per_image(threads: list[int], quality: bool) -> pd.DataFrame:
-    """Legacy mode vs the study's modes, seconds per inverted image of cifar10-resnet20, side by side."""
+def attention_forms(repeats: int, batch: int = 80) -> pd.DataFrame:
+    """The CIFAR-10 ViT's bare forward + backward (input gradient, PII's shape) with timm's fused
+    attention (PyTorch's ``scaled_dot_product_attention``) and its eager form, in fp32 and bf16."""
+    model, weights = classifier("cifar10-vit")
+    blocks = [m for m in model.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+    x = torch.rand(batch, *model.config.input_size, generator=torch.Generator().manual_seed(0))
+    rows = []
+    for precision in ("fp32", "bf16"):
+        for fused in (True, False):
+            for m in blocks:
+                m.fused_attn = fused
+
+            def step(precision=precision):
+                xi = x.clone().requires_grad_(True)
+                with autocast(precision):
+                    out = model(xi)
+                out.float().sum().backward()
+            rows.append({"model": "cifar10-vit", "weights": weights, "batch": batch, "precision": precision,
+                         "attention": "fused" if fused else "eager", "step_s": seconds_per_call(step, repeats)})
+    for m in blocks:
+        m.fused_attn = False   # what inversion.models.load sets on a CPU
+    table = pd.DataFrame(rows)
+    table["speedup_vs_fp32_fused"] = table["step_s"].iloc[0] / table["step_s"]
+    return table
+
+
+def pii_per_image(threads: list[int], quality: bool, name: str = "cifar10-resnet20") -> pd.DataFrame:
+    """Legacy mode vs the study's modes, seconds per inverted image of ``name``, side by side.
+
+    Judged by the three deeper real CIFAR ResNets (never the inverted model). bf16 is paired with
+    channels_last for CNNs only, as in notebook 01's profile.
+    """
     p01 = mini("01_pii_across_architectures")
-    model, _ = classifier("cifar10-resnet20")
-    judges = {n: classifier(n)[0] for n in ("cifar10-resnet32", "cifar10-resnet44", "cifar10-resnet56")}
+    model, _ = classifier(name)
+    judges = {n: classifier(n)[0] for n in ("cifar10-resnet32", "cifar10-resnet44", "cifar10-resnet56") if n != name}
     steps = p01["steps_per_stage"] if quality else 3
     base = ci.PIIConfig(stages=p01["stages"], steps_per_stage=steps, copies=p01["copies"], lr=p01["lr"],
                         color_shift=p01["color_shift"])
-    modes = {"legacy (1 class/run, fp32, upsampled)": ci.legacy_mode(base),
-             "batched, upsampled, fp32": ci.with_overrides(base, stage_input="upsample"),
-             "batched, stage size, fp32": base,
-             "batched, stage size, bf16": ci.with_overrides(base, precision="bf16"),
-             "batched, stage size, bf16+channels_last": ci.with_overrides(base, precision="bf16", channels_last=True)}
-    if quality:
-        modes = {k: v for k, v in modes.items() if "upsampled, fp32" not in k and not k.endswith(", bf16")}
+    cnn = get_spec(name).family == "cnn"
+    bf16 = ci.with_overrides(base, precision="bf16")
+    modes = {"legacy (1 class/run, fp32, upsampled)": ci.legacy_mode(base)}
+    if cnn and not quality:   # a fixed-size model is always upsampled
+        modes["batched, upsampled, fp32"] = ci.with_overrides(base, stage_input="upsample")
+    modes["batched, auto stage input, fp32"] = base
+    if not (cnn and quality):
+        modes["batched, auto stage input, bf16"] = bf16
+    if cnn:                   # channels_last means nothing to a ViT or an MLP-Mixer
+        modes["batched, auto stage input, bf16+channels_last"] = ci.with_overrides(bf16, channels_last=True)
     rows = []
     for t in threads:
         part = pd.DataFrame(modes_side_by_side(model, modes, judges, torch.arange(len(p01["classes"])),
@@ -381,7 +414,8 @@ def pii_per_image(threads: list[int], quality: bool) -> pd.DataFrame:
         part["speedup_vs_legacy"] = part["seconds_per_image"].iloc[0] / part["seconds_per_image"]
         rows.append(part)
     out = pd.concat(rows, ignore_index=True)
-    out.insert(1, "steps_per_image", base.total_steps)
+    out.insert(0, "inverted", name)
+    out.insert(2, "steps_per_image", base.total_steps)
     return out
 
 
@@ -393,6 +427,10 @@ def main() -> None:
     parser.add_argument("--no-layout", action="store_true", help="skip the 2-thread / 2-process comparison")
     parser.add_argument("--pii-quality", action="store_true",
                         help="PII per image at the mini schedule, judged (slow: minutes per thread count)")
+    parser.add_argument("--pii-model", default="cifar10-resnet20",
+                        help="the model of the per-image PII comparison (default cifar10-resnet20)")
+    parser.add_argument("--pii-threads", nargs="+", type=int, default=[1, 2],
+                        help="thread counts of the per-image PII comparison (default 1 2)")
     parser.add_argument("--out", default=str(ROOT / "data" / "benchmark"), help="folder of the CSV files")
     args = parser.parse_args()
     out = Path(args.out)
@@ -438,9 +476,15 @@ def main() -> None:
         print(layout[["loop", "model", "two_threads", "two_processes", "processes_over_threads"]].round(2)
               .to_string(index=False))
     if "pii" in args.only:
-        per_image = pii_per_image([1, 2], args.pii_quality)
-        per_image.to_csv(out / ("pii_per_image_quality.csv" if args.pii_quality else "pii_per_image.csv"), index=False)
-        print("\nPII of cifar10-resnet20 per inverted image, modes side by side (same run)")
+        attention = attention_forms(args.repeats)
+        attention.to_csv(out / "attention_forms.csv", index=False)
+        print(f"\nViT forward + backward, fused vs eager attention ({args.threads} thread(s))")
+        print(attention.round(4).to_string(index=False))
+        per_image = pii_per_image(args.pii_threads, args.pii_quality, args.pii_model)
+        stem = "pii_per_image" + ("_quality" if args.pii_quality else "")
+        stem += "" if args.pii_model == "cifar10-resnet20" else f"_{args.pii_model}"
+        per_image.to_csv(out / f"{stem}.csv", index=False)
+        print(f"\nPII of {args.pii_model} per inverted image, modes side by side (same run)")
         print(per_image.round(3).to_string(index=False))
     print(f"\nwrote {out}/*.csv in {time.time() - start:.0f} s")
 

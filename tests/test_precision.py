@@ -220,3 +220,24 @@ def test_allow_tf32_switches_float32_matmuls_and_restores():
         assert torch.equal(a @ b, reference)   # on the CPU the switch changes nothing
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_eager_attention_switches_every_timm_block_and_keeps_the_outputs_and_gradients():
+    model = tiny_vit()
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    fused_out = model(x)
+    (fused_grad,) = torch.autograd.grad(fused_out.sum(), x)
+    assert precision.eager_attention(model) == 1   # depth 1: one attention block
+    assert not any(getattr(m, "fused_attn", False) for m in model.modules())
+    eager_out = model(x)
+    (eager_grad,) = torch.autograd.grad(eager_out.sum(), x)
+    torch.testing.assert_close(eager_out, fused_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eager_grad, fused_grad, rtol=1e-4, atol=1e-6)
+    assert precision.eager_attention(tiny_cnn()) == 0   # nothing to switch in a CNN
+
+
+def test_models_loaded_on_the_cpu_use_eager_attention():
+    from inversion.models import load
+    model = load("vit", "smoke", train_if_missing=True)   # trained in seconds if missing
+    blocks = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    assert blocks and not any(m.fused_attn for m in blocks)

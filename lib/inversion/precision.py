@@ -5,6 +5,8 @@ AVX-512 BF16 and on GPUs this is often 1.5-2.6x faster; it is slower for some mo
 loop measures before adopting it); ``"fp32"`` is plain float32. ``channels_last`` converts a
 convolutional model's parameters and inputs to NHWC. Parameters, optimizer state and losses stay
 float32 in both modes (autocast only changes the dtype of the operations inside it).
+:func:`eager_attention` swaps timm's fused attention for its eager form (same math), which is
+faster on this CPU.
 :func:`allow_tf32` is the GPU's TensorFloat-32 switch for float32 matmuls (process-wide).
 """
 from __future__ import annotations
@@ -68,3 +70,19 @@ def cache_fields(fields: dict) -> dict:
     if out.get("channels_last") is False:
         del out["channels_last"]
     return out
+
+
+def eager_attention(module: nn.Module) -> int:
+    """Run every timm attention block of ``module`` in its eager form (``q @ k.T``, softmax, ``@ v``)
+    instead of PyTorch's fused ``scaled_dot_product_attention``; returns how many blocks it switched.
+
+    The same computation up to float rounding. On the CPU the fused kernel is the slower one at the
+    study's shapes, by far under bf16 autocast: a forward + backward of the CIFAR-10 ViT at PII's
+    batch of 80 takes 0.30 s fused and 0.11 s eager in bf16, 0.21 s and 0.22 s in fp32 on one thread
+    (``scripts/benchmark.py --only pii``; on two threads eager was also 1.3x faster in fp32), so
+    :func:`inversion.models.load` calls this for CPU models. GPUs keep the fused kernel.
+    """
+    blocks = [m for m in module.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+    for m in blocks:
+        m.fused_attn = False
+    return len(blocks)

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data import cifar10, fashion_scenes
 from ..paths import checkpoint_dir, data_dir, repo_root, sha256
+from ..precision import eager_attention
 from . import architectures, cifar_resnet, robust_resnet
 from .architectures import Classifier, InputConfig
 from .training import TRAINING_CODE_VERSION, Recipe, accuracy, robust_accuracy, train
@@ -502,4 +503,6 @@ def load(name: str, profile: str = "mini", device: str | torch.device = "cpu",
     model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
+    if torch.device(device).type == "cpu":
+        eager_attention(model)   # timm's fused attention is the slower one on a CPU (same math)
     return model
