@@ -38,9 +38,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
-from inversion import class_inversion as ci
+from inversion import class_inversion as ci, reproduce
 from inversion.class_inversion.benchmark import modes_side_by_side
 from inversion.feedforward.experiment import gan_config
 from inversion.feedforward.generator import LogitConditionedGenerator
@@ -56,14 +55,13 @@ from inversion.zeroshot.losses import zero_shot_loss
 from inversion.zeroshot.split import split
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ROOT / "notebooks" / "profiles"
 SETTINGS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "channels_last": ("fp32", True),
             "bf16+channels_last": ("bf16", True)}
 LOOPS = ("zoo", "pii", "deepinversion", "logit_gan", "zeroshot", "sngan")
 
 
 def mini(notebook: str) -> dict:
-    return yaml.safe_load((PROFILES / f"{notebook}.yaml").read_text())["mini"]
+    return reproduce.parameters(notebook, "mini")
 
 
 @dataclass

@@ -25,19 +25,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
-from inversion import zeroshot as zs
+from inversion import reproduce, zeroshot as zs
 from inversion.feedforward.evaluate import seed_rule
 from inversion.feedforward.experiment import Study, train_generators
 from inversion.models import zoo
 from inversion.zeroshot.evaluate import constant_image_floor, evaluate_depths
 
-PROFILES = Path(__file__).resolve().parents[1] / "notebooks" / "profiles"
 
 
 def mini(notebook: str) -> dict:
-    return yaml.safe_load((PROFILES / f"{notebook}.yaml").read_text())["mini"]
+    return reproduce.parameters(notebook, "mini")
 
 
 def feedforward(scale: int) -> pd.DataFrame:

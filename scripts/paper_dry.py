@@ -287,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["IMAGENET_DIR"] = str(DRY_DATA / "imagenet")
     os.environ["FACES_DIR"] = str(DRY_DATA / "faces")
     import torch
-    import yaml
 
     from inversion import reproduce
 
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --device cuda, but torch sees no GPU")
     threads = torch.get_num_threads()
     chosen = reproduce.select(args.only)
-    blocks = {name: yaml.safe_load((ROOT / "notebooks" / "profiles" / f"{name}.yaml").read_text())["paper"]
+    blocks = {name: {k: v for k, v in reproduce.parameters(name, "paper").items() if k != "profile"}
               for name in chosen}
     overrides = {name: cuts(block, args.device, threads) for name, block in blocks.items()}
     for name, values in reproduce.parse_overrides(args.extra, list(chosen)).items():

@@ -241,18 +241,20 @@ def test_notebooks_02_to_04_share_their_generators(profile):
 
     p2, p3, p4 = (reproduce.parameters(n, profile) for n in
                   ("02_feedforward_inversion", "03_robust_vs_standard", "04_invariance_analysis"))
-    assert p2["gan"] == p3["gan"] == p4["gan"]
+    # gan, probe, image_size and 03/04's cifar_* recipe have one home, notebooks/profiles/feedforward.yaml
+    shared = reproduce.shared_recipe("feedforward", profile)
+    assert p2["gan"] == p3["gan"] == p4["gan"] == shared["gan"]
     for key in ("cifar_gan", "cifar_n_train", "cifar_judge", "seeds", "natural_dataset", "image_size"):
-        assert p3[key] == p4[key], key
+        assert p3[key] == p4[key] == shared[key], key
     assert p4["cifar_objectives"]["standard"] == p4["cifar_classifier"] == p3["cifar_standard"]
     assert len(p3["seeds"]) >= 2, "the seed rule needs at least two generator seeds"
+    assert p2["decoder"] == p3["decoder"]
     if p2["dataset"] == "fashion-scenes":
-        assert p2["dataset_gan"] == {} and p2["image_size"] == 32
+        assert p2["dataset_gan"] == {} and p2["image_size"] == 32 and p2["n_train"] == p3["n_train"] == p4["n_train"]
     else:   # 02 on the natural images: its first classifier's generator is 03's first-seed standard one
         assert p2["dataset"] == p3["natural_dataset"] and p2["image_size"] == p3["image_size"]
         assert p2["dataset_gan"] == p3["cifar_gan"] and p2["n_train"] == p3["cifar_n_train"]
         assert p2["classifiers"][0] == p3["cifar_standard"] and p2["gan"]["seed"] == p3["seeds"][0]
-        assert p2["decoder"] == p3["decoder"]
 
 
 def test_factor_free_study_refuses_a_probe_and_unknown_data():

@@ -4,7 +4,6 @@ import json
 
 import nbformat
 import pytest
-import yaml
 
 from inversion import reproduce
 from inversion.paths import repo_root
@@ -32,15 +31,45 @@ def test_notebooks_exist():
 def test_parameters_cell_matches_profiles(name):
     nb, defaults = parameters_cell(NOTEBOOKS[name])
     assert defaults.get("profile") == "mini", "notebook defaults are the mini profile"
-    table = yaml.safe_load((repo_root() / "notebooks" / "profiles" / f"{name}.yaml").read_text())
-    assert set(table) == set(reproduce.PROFILES)
+    table = reproduce.profile_file(name)
+    assert set(table) - {"include"} == set(reproduce.PROFILES)
+    shared = {key for keys in (table.get("include") or {}).values() for key in keys}
     for profile in reproduce.PROFILES:
         params = reproduce.parameters(name, profile)
         assert set(params) == set(defaults), f"{name}/{profile}: keys differ from the parameters cell"
         assert params["profile"] == profile
-    assert reproduce.parameters(name, "mini") == defaults, f"{name}: cell defaults differ from mini yaml"
+    mini = reproduce.parameters(name, "mini")
+    left_to_recipe = sorted(k for k, v in defaults.items() if v is None and k in shared)
+    assert {k: v for k, v in mini.items() if k not in left_to_recipe} == \
+        {k: v for k, v in defaults.items() if k not in left_to_recipe}, f"{name}: cell defaults differ from mini yaml"
+    if left_to_recipe:   # the notebook fills them in itself when opened by hand
+        source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        call = source[source.index("reproduce.fill_from_profile("):]
+        call = call[:call.index(")")]
+        assert f'"{name}"' in call and all(f"{k}={k}" in call for k in left_to_recipe), call
     assert nb.metadata.get("kernelspec", {}).get("name") == reproduce.KERNEL, "set the kernelspec (see CONTRIBUTING.md)"
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks stripped"
+
+
+def test_profiles_are_overrides_of_mini_with_replace_and_include(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "recipe.yaml").write_text("mini:\n  gan: {steps: 10, lr: 0.1}\n  seeds: [0, 1]\n"
+                                        "smoke:\n  gan: {steps: 2}\npaper:\n  gan: !replace {steps: 99}\n")
+    (folder / "99_x.yaml").write_text("include:\n  recipe: [gan]\nmini:\n  n: 5\n  opt: {a: 1, b: 2}\n"
+                                      "smoke:\n  opt: {b: 3, c: 4}\npaper: {}\n")
+    (folder / "98_bad.yaml").write_text("mini:\n  n: 5\nsmoke:\n  m: 1\npaper: {}\n")
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    assert reproduce.parameters("99_x", "mini") == {"profile": "mini", "gan": {"steps": 10, "lr": 0.1}, "n": 5,
+                                                    "opt": {"a": 1, "b": 2}}
+    smoke = reproduce.parameters("99_x", "smoke")
+    assert smoke["gan"] == {"steps": 2, "lr": 0.1} and smoke["opt"] == {"a": 1, "b": 3, "c": 4}
+    assert reproduce.parameters("99_x", "paper")["gan"] == {"steps": 99}    # !replace: mini's lr is gone
+    assert reproduce.fill_from_profile("99_x", "smoke", gan=None, n=7) == ({"steps": 2, "lr": 0.1}, 7)
+    with pytest.raises(KeyError, match="'m' is not a parameter of the mini profile"):
+        reproduce.parameters("98_bad", "smoke")
+    with pytest.raises(KeyError, match="not 'huge'"):
+        reproduce.parameters("99_x", "huge")
 
 
 def test_select_resolves_prefixes_and_rejects_unknown():
@@ -229,7 +258,7 @@ def _paper_dry():
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_paper_dry_cuts_are_valid_overrides(name):
     dry = _paper_dry()
-    paper = yaml.safe_load((repo_root() / "notebooks" / "profiles" / f"{name}.yaml").read_text())["paper"]
+    paper = {k: v for k, v in reproduce.parameters(name, "paper").items() if k != "profile"}
     cut = dry.cuts(paper, "cpu", 2)
     params = reproduce.parameters(name, "paper", cut)   # raises on a key the profile lacks
 

@@ -6,8 +6,9 @@
     python -m inversion.reproduce --profile mini --html     # executed copies -> data/html/mini/
     python -m inversion.reproduce --list
 
-Each notebook gets its profile's parameters from ``notebooks/profiles/<notebook>.yaml`` (``--set``
-overrides single values for one run, without touching the yaml); the raw executed copy and its
+Each notebook gets its profile's parameters from ``notebooks/profiles/<notebook>.yaml`` (see
+:func:`parameters` for the format; ``--set`` overrides single values for one run, without touching
+the yaml); the raw executed copy and its
 log go to ``data/runs/<profile>/``; results go to ``figures/<profile>/<notebook>/``, together with
 a readable executed copy ``<notebook>.ipynb`` (outputs included, progress bars collapsed to their
 last line, the commit it ran from in a first cell and in its metadata); ``figures/<profile>/
@@ -45,20 +46,74 @@ def notebooks() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))}
 
 
+class Replace(dict):
+    """A dict-valued parameter written ``!replace {...}`` in a profile file: it replaces mini's
+    value as a whole instead of being merged into it key by key."""
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    pass
+
+
+_ProfileLoader.add_constructor("!replace", lambda loader, node: Replace(loader.construct_mapping(node, deep=True)))
+
+
+def _merge(base: dict, over: dict, where: str, top: bool = True) -> dict:
+    """``base`` with ``over`` merged in: dicts key by key (unless ``Replace``), anything else replaced.
+    A top-level key ``base`` lacks is an error (every profile has mini's parameters and no others);
+    inside a dict-valued parameter a profile may add keys (a recipe field mini leaves at its default)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if top and key not in base:
+            raise KeyError(f"{where}: {key!r} is not a parameter of the mini profile")
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not isinstance(value, Replace):
+            out[key] = _merge(base[key], value, f"{where}.{key}", top=False)
+        else:
+            out[key] = dict(value) if isinstance(value, Replace) else copy.deepcopy(value)
+    return out
+
+
+def profile_file(name: str) -> dict:
+    """The raw contents of ``notebooks/profiles/<name>.yaml`` (a notebook's or a shared recipe's)."""
+    path = repo_root() / "notebooks" / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} has no profile file {path}")
+    return yaml.load(path.read_text(), Loader=_ProfileLoader) or {}
+
+
+def shared_recipe(name: str, profile: str) -> dict:
+    """A shared recipe file (``notebooks/profiles/<name>.yaml``, e.g. ``feedforward``) in one profile:
+    ``mini`` in full, ``smoke`` and ``paper`` merged onto it."""
+    table = profile_file(name)
+    if profile not in PROFILES or "mini" not in table:
+        raise KeyError(f"{name}.yaml defines profiles {sorted(table)}; asked for {profile!r}")
+    return _merge(table["mini"], table.get(profile) or {}, f"{name}/{profile}") if profile != "mini" \
+        else copy.deepcopy(table["mini"])
+
+
 def parameters(notebook: str, profile: str, overrides: dict | None = None) -> dict:
     """The papermill parameters of a notebook in a profile (``profile`` itself included).
 
-    ``overrides`` replaces single values for one run; a dotted key (``"gan.steps"``) reaches into
-    a dict-valued parameter. Overriding a key the profile does not have is an error (a typo would
-    otherwise be ignored silently).
+    The profile file holds ``mini`` in full and ``smoke`` / ``paper`` as overrides merged onto it
+    (dicts key by key; ``!replace {...}`` replaces a dict whole), so a value differs between
+    profiles only where the file says so. ``include: {recipe: [keys]}`` takes those keys from a
+    shared recipe file (:func:`shared_recipe`), their one home: the notebooks that reuse each other's
+    cached generators read the same recipe. ``overrides`` replaces single values for one run; a
+    dotted key (``"gan.steps"``) reaches into a dict-valued parameter. Overriding a key the profile
+    does not have is an error (a typo would otherwise be ignored silently).
     """
-    path = repo_root() / "notebooks" / "profiles" / f"{notebook}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{notebook} has no profile file {path}")
-    table = yaml.safe_load(path.read_text()) or {}
-    if profile not in table:
-        raise KeyError(f"{path} defines profiles {sorted(table)}, not {profile!r}")
-    params = {"profile": profile, **copy.deepcopy(table[profile] or {})}
+    table = profile_file(notebook)
+    if profile not in PROFILES or "mini" not in table:
+        raise KeyError(f"{notebook}.yaml defines profiles {sorted(set(table) & set(PROFILES))}, "
+                       f"not {profile!r}")
+    params = {}
+    for recipe, keys in (table.get("include") or {}).items():
+        shared = shared_recipe(recipe, profile)
+        params.update({key: shared[key] for key in keys})
+    own = shared_recipe(notebook, profile)
+    if set(own) & set(params):
+        raise KeyError(f"{notebook}.yaml redefines {sorted(set(own) & set(params))} of its include")
+    params = {"profile": profile, **params, **own}
     for key, value in (overrides or {}).items():
         *parents, leaf = key.split(".")
         target = params
@@ -70,6 +125,17 @@ def parameters(notebook: str, profile: str, overrides: dict | None = None) -> di
             raise KeyError(f"{notebook}/{profile} has no parameter {key!r}; it has {', '.join(sorted(target))}")
         target[leaf] = value
     return params
+
+
+def fill_from_profile(notebook: str, profile: str, **values) -> tuple:
+    """``values`` in order, each ``None`` replaced by the notebook's parameter in ``profile``.
+
+    A notebook's parameters cell leaves a shared recipe ``None`` (its one home is the shared
+    recipe file; the batch runner passes its value); a notebook opened by hand reads it here:
+    ``gan, probe = fill_from_profile("02_feedforward_inversion", profile, gan=gan, probe=probe)``.
+    """
+    params = parameters(notebook, profile) if any(v is None for v in values.values()) else {}
+    return tuple(params[key] if value is None else value for key, value in values.items())
 
 
 def parse_overrides(items: list[str], chosen: list[str]) -> dict[str, dict]:
