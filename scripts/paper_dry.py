@@ -11,6 +11,10 @@ minutes instead of hours, without ImageNet and without hub weights:
 * the paper profile's models, image sizes and code paths are kept; what is cut is read from each
   notebook's ``paper`` block (:func:`cuts`): step counts to 2, dataset sizes, batches, ensembles
   and pools to a few items, ablation lists to their first entry; every cut value is printed;
+* on the CPU the study's own networks are **narrowed** (:func:`_narrow`): the channel widths of the
+  logit GANs, decoders, SNGAN and zero-shot inverses are divided by ``NARROW`` (same layers,
+  resolution and code paths; a 128 px BigGAN step at ch=64 takes minutes on two cores);
+  ``--device cuda`` keeps the paper's widths, which the README's memory estimates are for;
 * the timm models get **random weights**, saved under the loader's file names in a folder that
   ``INVERSION_TIMM_DIR`` points to; the Fashion-Scenes zoo of the paper profile gets untrained
   checkpoints (evaluated, so their metadata are real numbers of untrained models);
@@ -50,6 +54,19 @@ BATCH = 4           # every batch size
 ENSEMBLE = 2        # PII copies and the like
 DRY_RUN_VERSION = 3   # of the untrained checkpoints' metadata; another version rewrites them
 MIN_COUNTS = {"n_pool": 100, "gan_n_train": 256, "n_train": 256}  # enough for fractions and batches
+NARROW = 16         # channel widths of the study's own networks are divided by this on the CPU
+WIDTHS = ("g_widths", "d_widths", "widths")                               # lists of channel counts
+WIDTH = ("g_width", "d_width", "decoder_width", "hidden", "width_mult")   # one channel count (or factor)
+
+
+def _narrow(key: str, value):
+    """The CPU dry run's narrower value of a channel-width parameter (``None``: not a width)."""
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in WIDTHS and isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return [max(4, v // NARROW) for v in value]
+    if leaf in WIDTH and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value / NARROW if isinstance(value, float) else max(4, value // NARROW)
+    return None
 
 
 def _cut_value(key: str, value, steps: int = STEPS):
@@ -103,6 +120,8 @@ def cuts(paper: dict, device: str, threads: int, prefix: str = "") -> dict:
             new = 1
         else:
             new = _cut_value(name, value)
+            if new is None and device == "cpu":
+                new = _narrow(name, value)
         if new is not None and new != value:
             out[name] = new
     return out

@@ -287,6 +287,10 @@ def test_paper_dry_cut_rules():
                     "stages": 7, "threads": 8, "train_missing": True, "objectives": {"a": "cnn"}}, "cuda", 2)
     assert cut == {"gan.steps": 2, "gan.batch_size": 4, "opt_record": [1, 2], "n_pool": 100, "classes": [1, 9],
                    "ablation_other": ["no_zoom"], "threads": 2}
+    widths = {"gan": {"g_widths": [1024, 64, 32], "steps": 2}, "width_mult": 2.0, "g_width": 1024, "d_width": 32,
+              "n_dis": 2}
+    assert dry.cuts(widths, "cpu", 2) == {"gan.g_widths": [64, 4, 4], "width_mult": 0.125, "g_width": 64, "d_width": 4}
+    assert dry.cuts(widths, "cuda", 2) == {}   # a GPU dry run keeps the paper's widths
     assert "1 its" not in dry.slowest_loop("")
     log = ("SNGAN: 100%|##| 2/2 [00:04<00:00,  2.00s/it]\nlatent search:  50%|#| 1/2 [00:10<00:10,  0.10it/s]\r")
     assert dry.slowest_loop(log) == "latent search: 0.1 it/s (1 its in 10 s)"

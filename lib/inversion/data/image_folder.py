@@ -66,14 +66,37 @@ def load(split: str = "val", n: int | None = 1000, size: int = 224, crop_fractio
     if config is not None:
         size, crop_fraction, interpolation = config.input_size[-1], config.crop_pct, config.interpolation
     folder = datasets.ImageFolder(str(find(split, root)), transform=evaluation_transform(size, crop_fraction, interpolation))
-    order = seeded_order(len(folder), n, seed)
-    images, labels = [], []
-    for i in tqdm(order, desc=f"reading {split} images", disable=not progress):
-        image, label = folder[i]
-        images.append(image)
-        labels.append(label)
-    stacked = torch.stack(images)
-    return (stacked if uint8 else stacked.float() / 255), torch.tensor(labels)
+    images, labels = read(folder, seeded_order(len(folder), n, seed), size, progress=progress,
+                          desc=f"reading {split} images at {size} px")
+    return (images if uint8 else images.float() / 255), labels
+
+
+def _stack(batch):
+    return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
+
+
+def read(folder, order: list[int], size: int, workers: int | None = None, progress: bool = True,
+         desc: str = "reading images") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``order`` of a torchvision ``ImageFolder`` whose transform gives uint8 (3, size, size)
+    tensors, as one uint8 (N, 3, size, size) tensor and their labels, in that order.
+
+    ``workers``: decoding processes (default: up to 8 of the CPU cores for 512 images or more, else
+    none); the result does not depend on them.
+    """
+    count = len(order)
+    if workers is None:
+        workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if count >= 512 else 0
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(folder, order), batch_size=64, shuffle=False,
+                                         num_workers=workers, collate_fn=_stack)
+    images = torch.empty(count, 3, size, size, dtype=torch.uint8)
+    labels = torch.empty(count, dtype=torch.int64)
+    start = 0
+    with tqdm(total=count, desc=desc, disable=not progress, leave=False) as bar:
+        for x, y in loader:
+            images[start:start + len(x)], labels[start:start + len(x)] = x, y
+            start += len(x)
+            bar.update(len(x))
+    return images, labels
 
 
 def evaluation_transform(size: int, crop_fraction: float = 0.875, interpolation: str = "bilinear"):

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from . import image_folder
 
@@ -63,10 +62,6 @@ class ImageNet:
         return ImageNet(self.images[index], self.labels[index], self.source, self.split, self.classes)
 
 
-def _stack(batch):
-    return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
-
-
 def load(split: str = "test", n: int | None = None, size: int = 128, seed: int = 0,
          root: str | Path | None = None, crop_fraction: float = 0.875, interpolation: str = "bilinear",
          workers: int | None = None, progress: bool = True) -> ImageNet:
@@ -87,22 +82,10 @@ def load(split: str = "test", n: int | None = None, size: int = 128, seed: int =
     folder_path = image_folder.find(FOLDERS[split], root)
     folder = datasets.ImageFolder(str(folder_path), transform=transform)
     order = image_folder.seeded_order(len(folder), n, seed)
-    count = len(order)
     digest = hashlib.sha256()
     for i in order:
         digest.update(os.path.relpath(folder.samples[i][0], folder_path).encode())
         digest.update(b"\0")
     source = f"image-folder {size}px crop {crop_fraction:g} {interpolation} {digest.hexdigest()[:12]}"
-    if workers is None:
-        workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if count >= 512 else 0
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(folder, order), batch_size=64, shuffle=False,
-                                         num_workers=workers, collate_fn=_stack)
-    images = torch.empty(count, 3, size, size, dtype=torch.uint8)
-    labels = torch.empty(count, dtype=torch.int64)
-    start = 0
-    with tqdm(total=count, desc=f"reading {split} images at {size} px", disable=not progress, leave=False) as bar:
-        for x, y in loader:
-            images[start:start + len(x)], labels[start:start + len(x)] = x, y
-            start += len(x)
-            bar.update(len(x))
+    images, labels = image_folder.read(folder, order, size, workers, progress, desc=f"reading {split} images at {size} px")
     return ImageNet(images, labels, source, "test" if split == "val" else split, tuple(folder.classes))
