@@ -27,6 +27,7 @@ Timings depend on the machine and its load: read ratios taken in one run, not ab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import statistics
 import time
@@ -258,6 +259,7 @@ def sngan_case() -> Case:
     def build(precision, channels_last):
         torch.manual_seed(0)
         g = torch.Generator().manual_seed(0)
+        setting = dataclasses.replace(config, precision=precision, channels_last=channels_last)
         G = to_memory_format(sngan.Generator(config.latent_dim, config.g_width), channels_last)
         D = to_memory_format(sngan.Discriminator(config.d_width), channels_last)
         opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(0.0, 0.9))
@@ -265,30 +267,18 @@ def sngan_case() -> Case:
         images = torch.rand(512, 3, 32, 32, generator=g)
         z0 = torch.randn(config.batch_size, config.latent_dim, generator=g)
 
-        def d_loss(real, z):
-            with torch.no_grad(), autocast(precision):
-                fake = G(z)
-            with autocast(precision):
-                return hinge_d_loss(D(real).float(), D(fake).float())
-
-        def step():  # the body of zeroshot.gan.train_gan's loop
-            real = to_memory_format(images[torch.randint(len(images), (config.batch_size,), generator=g)], channels_last)
-            z = torch.randn(config.batch_size, config.latent_dim, generator=g)
-            loss_d = d_loss(real, z)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            z = torch.randn(config.batch_size, config.latent_dim, generator=g)
-            with autocast(precision):
-                loss_g = -D(G(z)).float().mean()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+        def step():  # zeroshot.gan.train_gan's loop body
+            sngan.train_step(G, D, opt_g, opt_d, images[torch.randint(len(images), (config.batch_size,), generator=g)],
+                             setting, g)
 
         real0 = to_memory_format(images[:config.batch_size], channels_last)
 
-        def floor():
-            d_loss(real0, z0).backward()
+        def floor():   # the same forward and backward passes, without sampling or optimizer steps
+            with torch.no_grad(), autocast(precision):
+                fake = G(z0)
+            with autocast(precision):
+                loss_d = hinge_d_loss(D(real0).float(), D(fake).float())
+            loss_d.backward()
             with autocast(precision):
                 loss_g = -D(G(z0)).float().mean()
             loss_g.backward()

@@ -13,10 +13,14 @@ measures at 1x and at the larger budget:
   images next to the constant mean-image floor;
 * ``precision``: notebook 02's generator of the zoo CNN over three seeds in plain fp32 and in the
   mini profile's bf16 autocast + channels_last (two single-threaded workers), each setting's mean
-  and seed std side by side, and whether each difference lies within twice the larger seed std.
+  and seed std side by side, and whether each difference lies within twice the larger seed std;
+* ``sngan``: notebook 06's SNGAN over three seeds (1-3) in fp32, bf16 autocast and bf16 + channels_last (two
+  single-threaded workers): Frechet distance of 1000 samples to 1000 real test scenes on the judge's
+  penultimate features, the judge's mean confidence on the samples, the final discriminator hinge
+  loss and the training seconds, with the same seed rule against fp32.
 
     .venv/bin/python scripts/budget_check.py feedforward zeroshot --scale 10 --gan-scale 4
-    .venv/bin/python scripts/budget_check.py precision
+    .venv/bin/python scripts/budget_check.py precision sngan
 """
 from __future__ import annotations
 
@@ -106,9 +110,67 @@ def precision(seeds=(0, 1, 2)) -> pd.DataFrame:
     return table
 
 
+SNGAN_SETTINGS = {"fp32": {}, "bf16": {"precision": "bf16"},
+                  "bf16 + channels_last": {"precision": "bf16", "channels_last": True}}
+
+
+def _sngan_config(overrides: dict, seed: int):
+    from inversion.zeroshot import gan
+
+    p = mini("06_gan_inversion_and_repair")
+    return gan.GANConfig(latent_dim=p["latent_dim"], g_width=p["g_width"], d_width=p["d_width"], steps=p["gan_steps"],
+                         batch_size=p["gan_batch"], n_train=p["gan_n_train"], seed=seed, image_size=p["image_size"],
+                         dataset=p["dataset"], **overrides)
+
+
+def _fit_sngan(job: tuple[dict, int]) -> None:
+    from inversion.zeroshot import gan
+
+    torch.set_num_threads(1)
+    gan.fit_gan(_sngan_config(*job), "mini", progress=False)
+
+
+def sngan(seeds=(1, 2, 3)) -> pd.DataFrame:
+    """Notebook 06's SNGAN in fp32 vs bf16 (and channels_last) over ``seeds`` (not 0, the notebook's own
+    GAN, trained on two threads in one process): sample quality and time."""
+    import concurrent.futures
+    import multiprocessing
+
+    from inversion.data import fashion_scenes
+    from inversion.zeroshot import gan
+    from inversion.zeroshot.evaluate import confidence, penultimate_features
+
+    jobs = [(o, s) for s in seeds for o in SNGAN_SETTINGS.values()]
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_fit_sngan, jobs))
+    p = mini("06_gan_inversion_and_repair")
+    judge = zoo.load(p["judge_model"], "mini")
+    real = penultimate_features(judge, fashion_scenes.load("test").float_images(slice(0, 1000)))
+    rows = []
+    for label, overrides in SNGAN_SETTINGS.items():
+        for s in seeds:
+            G, _, record = gan.fit_gan(_sngan_config(overrides, s), "mini", progress=False)
+            with torch.no_grad():
+                samples = G(torch.randn(1000, G.latent_dim, generator=torch.Generator().manual_seed(100)))
+            rows.append({"setting": label, "seed": s,
+                         "frechet_distance": gan.frechet_distance(penultimate_features(judge, samples), real),
+                         "judge_confidence": float(confidence(judge, samples).mean()),
+                         "final_d_loss": sum(r["loss_d"] for r in record["log"][-3:]) / 3,
+                         "train_seconds": record["train_seconds"]})
+    per_seed = pd.DataFrame(rows)
+    metrics = ["frechet_distance", "judge_confidence", "final_d_loss", "train_seconds"]
+    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
+    fp32 = per_seed[per_seed["setting"] == "fp32"]
+    for label in list(SNGAN_SETTINGS)[1:]:
+        fast = per_seed[per_seed["setting"] == label]
+        table[(f"{label}: within seed rule", "")] = [
+            seed_rule(list(fast[m]), list(fp32[m]))["verdict"] == "no difference" for m in metrics]
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checks", nargs="+", choices=["feedforward", "zeroshot", "precision"])
+    parser.add_argument("checks", nargs="+", choices=["feedforward", "zeroshot", "precision", "sngan"])
     parser.add_argument("--scale", type=int, default=10, help="multiple of the mini profile's steps (default 10)")
     parser.add_argument("--gan-scale", type=int, default=4,
                         help="the same for the logit GAN, whose mini steps already cost minutes (default 4)")
@@ -120,6 +182,9 @@ def main() -> None:
         scale = args.gan_scale if check == "feedforward" else args.scale
         if check == "precision":
             print(f"\n== precision: fp32 vs the mini setting\n{precision().round(4).to_string()}")
+            continue
+        if check == "sngan":
+            print(f"\n== sngan: notebook 06's SNGAN, fp32 vs bf16\n{sngan().round(4).to_string()}")
             continue
         table = {"feedforward": feedforward, "zeroshot": zeroshot}[check](scale)
         print(f"\n== {check}: mini budget vs {scale}x\n{table.round(3).to_string(index=False)}")

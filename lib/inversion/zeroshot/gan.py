@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..losses import hinge_d_loss, hinge_g_loss
 from ..paths import checkpoint_dir, written_atomically
+from ..precision import autocast, check as check_precision, to_memory_format
 from .split import BlockChain
 from .synthetic import ImageSource
 
@@ -121,7 +122,7 @@ class Discriminator(nn.Module):
 DATASETS = ("fashion-scenes", "faces")
 # Fields added after GAN checkpoints were cached, with the defaults that reproduce the older GANs:
 # at these values they stay out of the cache key (the pattern of inversion.precision.cache_fields).
-KEY_DEFAULTS = {"image_size": 32, "dataset": "fashion-scenes"}
+KEY_DEFAULTS = {"image_size": 32, "dataset": "fashion-scenes", "precision": "fp32", "channels_last": False}
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,11 @@ class GANConfig:
     seed: int = 0
     image_size: int = 32       # S: the generator has log2(S / 4) up-blocks (3 at 32 px, 5 at 128 px)
     dataset: str = "fashion-scenes"   # "fashion-scenes" (32 px only) or "faces" (data.faces: FACES_DIR)
+    precision: str = "fp32"    # "bf16": G and D forward passes under bf16 autocast (inversion.precision)
+    channels_last: bool = False
 
     def __post_init__(self):
+        check_precision(self.precision)
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, not {self.dataset!r}")
         up_blocks(self.image_size)
@@ -149,8 +153,9 @@ class GANConfig:
 
 
 def cache_fields(config: GANConfig) -> dict:
-    """The config's fields as they enter the cache key: ``image_size`` and ``dataset`` are left out
-    at their defaults (32, ``fashion-scenes``), so GANs cached before they existed keep their keys."""
+    """The config's fields as they enter the cache key: ``image_size``, ``dataset``, ``precision`` and
+    ``channels_last`` are left out at their defaults (32, ``fashion-scenes``, fp32, off), so GANs
+    cached before they existed keep their keys."""
     fields = dataclasses.asdict(config)
     for name, default in KEY_DEFAULTS.items():
         if fields.get(name) == default:
@@ -161,6 +166,30 @@ def cache_fields(config: GANConfig) -> dict:
 def cache_key(config: GANConfig) -> str:
     """The 12 hex digits naming a GAN's checkpoint files: a hash of :func:`cache_fields`."""
     return hashlib.sha256(json.dumps(cache_fields(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, real: torch.Tensor, config: GANConfig,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SNGAN update: a discriminator step on ``real`` and fresh samples, then a generator step
+    (hinge losses, in float32; the forward passes in ``config.precision``). Returns (loss_d, loss_g)."""
+    device = real.device
+    z = torch.randn(len(real), config.latent_dim, generator=generator).to(device)
+    with torch.no_grad(), autocast(config.precision, device):
+        fake = G(z)
+    with autocast(config.precision, device):
+        scores_real, scores_fake = D(to_memory_format(real, config.channels_last)), D(fake)
+    loss_d = hinge_d_loss(scores_real.float(), scores_fake.float())
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    z = torch.randn(len(real), config.latent_dim, generator=generator).to(device)
+    with autocast(config.precision, device):
+        scores = D(G(z))
+    loss_g = hinge_g_loss(scores.float())
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss_d.detach(), loss_g.detach()
 
 
 def train_gan(images: torch.Tensor, config: GANConfig, device="cpu", progress: bool = True):
@@ -174,28 +203,19 @@ def train_gan(images: torch.Tensor, config: GANConfig, device="cpu", progress: b
         images = images.float()
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed + 1)
-    G = Generator(config.latent_dim, config.g_width, size).to(device)
-    D = Discriminator(config.d_width, size).to(device)
+    layout = config.channels_last
+    G = to_memory_format(Generator(config.latent_dim, config.g_width, size).to(device), layout)
+    D = to_memory_format(Discriminator(config.d_width, size).to(device), layout)
     opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), config.lr_d, betas=(0.0, 0.9))
     log = []
     for step in tqdm(range(config.steps), desc="SNGAN", disable=not progress, leave=False):
         real = images[torch.randint(len(images), (config.batch_size,), generator=g)]
         real = (real.float() / 255 if as_uint8 else real).to(device)   # the same values as converting all at once
-        z = torch.randn(config.batch_size, config.latent_dim, generator=g).to(device)
-        with torch.no_grad():
-            fake = G(z)
-        loss_d = hinge_d_loss(D(real), D(fake))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        z = torch.randn(config.batch_size, config.latent_dim, generator=g).to(device)
-        loss_g = hinge_g_loss(D(G(z)))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        loss_d, loss_g = train_step(G, D, opt_g, opt_d, real, config, g)
         if step % 50 == 0 or step == config.steps - 1:
             log.append({"step": step, "loss_d": float(loss_d), "loss_g": float(loss_g)})
+    G, D = (net.to(memory_format=torch.contiguous_format) for net in (G, D))
     G.eval(), D.eval()
     for p in [*G.parameters(), *D.parameters()]:
         p.requires_grad_(False)
