@@ -313,25 +313,3 @@ def test_bf16_inverse_training_is_deterministic_and_close_to_fp32():
     assert InverseConfig().precision == "fp32"
     with pytest.raises(ValueError, match="precision"):
         InverseConfig(precision="fp16")
-
-
-def test_fit_inverses_trains_in_one_thread_workers_what_fit_inverse_then_loads(tmp_path, monkeypatch):
-    from inversion.models import load
-    from inversion.zeroshot import fit_inverses
-
-    monkeypatch.setenv("INVERSION_DATA", str(tmp_path))   # the spawned workers inherit it
-    model = load("cifar10-resnet20", "smoke")
-    config = InverseConfig(data="uniform", block_steps=2, joint_steps=3, batch_size=4)
-    fit_inverses([(model, ["relu"], config), (model, ["relu"], dataclasses.replace(config, seed=1))], "smoke", workers=2)
-    assert len(list((tmp_path / "checkpoints" / "smoke" / "zeroshot").glob("*.json"))) == 2
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:   # the same fit in this process on one thread: the worker's weights, bit for bit
-        _, fresh, _ = fit_inverse(model, ["relu"], config, "smoke", cache=False, progress=False)
-    finally:
-        torch.set_num_threads(previous)
-    _, cached, record = fit_inverse(model, ["relu"], config, "smoke", progress=False)
-    assert record["zero_shot"]
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), cached.state_dict().values()))
-    fit_inverses([(model, ["relu"], dataclasses.replace(config, seed=2))], "smoke", workers=2, device="meta")
-    assert len(list((tmp_path / "checkpoints" / "smoke" / "zeroshot").glob("*.json"))) == 2   # not the CPU: no-op

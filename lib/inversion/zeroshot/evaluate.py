@@ -51,14 +51,18 @@ def confidence(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
                       for i in range(0, len(images), batch)])
 
 
-def quality(originals: torch.Tensor, reconstructions: torch.Tensor, judge=None) -> dict[str, torch.Tensor]:
+def quality(originals: torch.Tensor, reconstructions: torch.Tensor, judge=None,
+            original_classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-image PSNR (dB), SSIM and, with a judge, agreement (1 if the judge's class is unchanged).
 
-    Computed on the CPU, whatever devices the two batches come from."""
+    ``original_classes``: the judge's classes of ``originals`` when already known (they are the same
+    for every reconstruction of one set). Computed on the CPU, whatever devices the batches come from."""
     originals, reconstructions = originals.detach().cpu(), reconstructions.detach().cpu()
     out = {"psnr": psnr(reconstructions, originals), "ssim": ssim(reconstructions, originals)}
     if judge is not None:
-        out["judge_agreement"] = (predict(judge, reconstructions) == predict(judge, originals)).float()
+        if original_classes is None:
+            original_classes = predict(judge, originals)
+        out["judge_agreement"] = (predict(judge, reconstructions) == original_classes.cpu()).float()
     return out
 
 
@@ -80,9 +84,10 @@ def evaluate_depths(chain: BlockChain, inverse: InverseChain, images: torch.Tens
     """
     depths = range(1, len(chain) + 1) if depths is None else depths
     rows, recs = [], {}
+    classes = predict(judge, images.detach().cpu()) if judge is not None else None   # once for every depth
     for k in depths:
         rec, seconds = reconstruct(chain, inverse, images, k, device=device)
-        q = quality(images, rec, judge)
+        q = quality(images, rec, judge, classes)
         rows.append({"depth": k, "cut": chain.names[k - 1], "layers": chain.layers[k],
                      **{name: float(v.mean()) for name, v in q.items()}, "seconds_per_image": seconds})
         recs[k] = rec

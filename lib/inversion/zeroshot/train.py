@@ -296,51 +296,6 @@ def fit_inverse(model: nn.Module, cuts: Sequence[str], config: InverseConfig, pr
     return chain, inverse, record
 
 
-def _cached(model: nn.Module, cuts: Sequence[str], config: InverseConfig, profile: str) -> bool:
-    name = getattr(model, "name", "") or type(model).__name__.lower()
-    stem = checkpoint_dir(profile) / "zeroshot" / f"{name}-{config_key(model, cuts, config)}"
-    return stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file()
-
-
-def _fit_in_worker(model_name: str, cuts: list, config: InverseConfig, profile: str,
-                   real_images: torch.Tensor | None) -> None:
-    from ..models import zoo
-
-    torch.set_num_threads(1)
-    model = zoo.load(model_name, profile, "cpu", train_if_missing=False)
-    fit_inverse(model, cuts, config, profile, "cpu", real_images=real_images, progress=False)
-
-
-def fit_inverses(jobs: Sequence[tuple], profile: str, workers: int = 1, device="cpu") -> None:
-    """Train the not-yet-cached inverses of ``jobs`` on the CPU in ``workers`` one-thread processes.
-
-    A job is ``(model, cuts, config)`` or ``(model, cuts, config, real_images)`` with ``model`` a
-    classifier of :mod:`inversion.models` (the worker loads it by its name). The inverses land in
-    :func:`fit_inverse`'s cache, from which the notebook's own calls then read them. On two cores two
-    one-thread fits finish sooner than two consecutive two-thread ones (the small convolutions of
-    these inverses use a second thread poorly: ``scripts/benchmark.py``'s thread layout), so
-    independent fits share the cores. ``workers <= 1`` or a ``device`` other than the CPU does
-    nothing: each fit then trains in the calling process when it is first asked for. Every job of a
-    pool trains on one thread, so a cached inverse does not depend on which others were missing.
-    """
-    if workers <= 1 or torch.device(device).type != "cpu":
-        return
-    missing = [(job[0], list(job[1]), job[2], job[3] if len(job) > 3 else None) for job in jobs
-               if not _cached(job[0], job[1], job[2], profile)]
-    if not missing:
-        return
-    import concurrent.futures
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(_fit_in_worker, model.name, cuts, config, profile, real)
-                   for model, cuts, config, real in missing]
-        for job in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
-                        desc=f"zero-shot inverses ({workers} workers)"):
-            job.result()
-
-
 @torch.no_grad()
 def reconstruct(chain: BlockChain, inverse: InverseChain, images: torch.Tensor, depth: int,
                 batch: int = 250, device="cpu") -> tuple[torch.Tensor, float]:
