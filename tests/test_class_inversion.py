@@ -158,6 +158,34 @@ def test_bn_first_layer_weight():
     assert values[1] - values[0] == pytest.approx(9 * first, rel=1e-4)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bn_statistics_value_and_gradient_match_torch_var(channels_last):
+    """The term's moments (E[x^2] - E[x]^2, own backward) against torch.mean / torch.var with autograd."""
+    model = tiny_cnn()
+    x = torch.rand(6, 3, 16, 16)   # the term takes its statistics in float32
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    term = BatchNormStatistics(first_layer_weight=10)
+    term.attach(model)
+    grads = []
+    for reference in (False, True):
+        xi = x.clone().requires_grad_(True)
+        if reference:
+            term.detach()
+            hs = _bn_inputs(model, xi)
+            loss = sum((10.0 if k == 0 else 1.0) * ((h.mean((0, 2, 3)) - layer.running_mean).norm()
+                                                    + (h.var((0, 2, 3), unbiased=False) - layer.running_var).norm())
+                       for k, (h, layer) in enumerate(zip(hs, BatchNormStatistics.layers(model))))
+        else:
+            model(xi)
+            loss = term(Step(xi, xi, None, None))
+        loss.backward()
+        grads.append((loss.item(), xi.grad))
+    (ours, g_ours), (ref, g_ref) = grads
+    assert ours == pytest.approx(ref, rel=1e-5)
+    assert g_ref.abs().max() > 1e-3 and torch.allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
+
+
 def test_deep_inversion_needs_batchnorm():
     with pytest.raises(ValueError, match="BatchNorm"):
         deep_inversion(tiny_cnn(bn=False), [0, 1], steps=2, progress=False)

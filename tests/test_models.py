@@ -18,15 +18,19 @@ CIFAR_REFERENCE = {
 }
 
 
-@pytest.mark.parametrize("depth", sorted(CIFAR_REFERENCE))
-def test_cifar_resnet_reference_logits(depth):
-    model = load(f"cifar10-resnet{depth}")
+def _check_reference_logits(model, expected, argmax):
+    """The first image's logits and both images' classes on the assets' fixed test input."""
     x = (torch.arange(2 * 3 * 32 * 32).reshape(2, 3, 32, 32) % 97).float() / 96
     with torch.no_grad():
         logits = model(x)
-    expected, argmax = CIFAR_REFERENCE[depth]
     assert torch.allclose(logits[0], torch.tensor(expected), atol=1e-3)
     assert logits.argmax(1).tolist() == argmax
+
+
+@pytest.mark.parametrize("depth", sorted(CIFAR_REFERENCE))
+def test_cifar_resnet_reference_logits(depth):
+    model = load(f"cifar10-resnet{depth}")
+    _check_reference_logits(model, *CIFAR_REFERENCE[depth])
     assert not any(p.requires_grad for p in model.parameters())
 
 
@@ -40,12 +44,7 @@ ROBUST_REFERENCE = {
 @pytest.mark.parametrize("arch", sorted(ROBUST_REFERENCE))
 def test_robust_resnet_reference_logits(arch):
     model = load(f"cifar10-{arch}-linf")
-    x = (torch.arange(2 * 3 * 32 * 32).reshape(2, 3, 32, 32) % 97).float() / 96
-    with torch.no_grad():
-        logits = model(x)
-    expected, argmax = ROBUST_REFERENCE[arch]
-    assert torch.allclose(logits[0], torch.tensor(expected), atol=1e-3)
-    assert logits.argmax(1).tolist() == argmax
+    _check_reference_logits(model, *ROBUST_REFERENCE[arch])
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     spec = get_spec(f"cifar10-{arch}-linf")
     assert spec.robust_norm == "linf" and spec.robust_eps == pytest.approx(2 / 255)

@@ -213,6 +213,25 @@ def test_seed_rule_counts_only_differences_beyond_twice_the_larger_std():
         seed_rule([0.5], [0.4, 0.3])
 
 
+def test_seed_comparisons_turn_the_rule_into_verdicts_per_model_and_metric():
+    import pandas as pd
+
+    from inversion.feedforward.evaluate import describe_comparisons, seed_comparisons
+
+    per_seed = pd.DataFrame({"model": ["std"] * 3 + ["rob"] * 3,
+                             "psnr": [10.0, 10.1, 10.2, 12.0, 12.1, 12.2],              # rob clearly higher
+                             "thumbnail_error": [0.30, 0.31, 0.32, 0.40, 0.41, 0.42]})  # rob clearly higher: worse
+    table = seed_comparisons(per_seed, "std", ["rob"], ["psnr", "thumbnail_error"])
+    assert table.loc[("rob", "psnr"), "verdict"] == "better"
+    assert table.loc[("rob", "psnr"), "difference"] == pytest.approx(2.0)
+    assert table.loc[("rob", "thumbnail_error"), "verdict"] == "worse"
+    lines = describe_comparisons(table, prefix="decoder, ").splitlines()
+    assert lines == ["decoder, rob vs std, psnr: 12.1000 +- 0.1000 vs 10.1000 +- 0.1000 (difference +2.0000, "
+                     "seed rule 0.2000) -> better",
+                     "decoder, rob vs std, thumbnail_error: 0.4100 +- 0.0100 vs 0.3100 +- 0.0100 (difference "
+                     "+0.1000, seed rule 0.0200) -> worse"]
+
+
 def test_chance_reference_without_factors_has_the_thumbnail_only():
     from inversion.data.cifar10 import Cifar10
     from inversion.feedforward.evaluate import chance_reference

@@ -79,6 +79,31 @@ class L2Prior(Term):
         return ((step.image - self.center) ** 2).mean()
 
 
+class _ChannelMoments(torch.autograd.Function):
+    """Per-channel E[x] and E[x^2] over ``dims``, with a one-expression backward.
+
+    The biased variance is then E[x^2] - E[x]^2 (float32; agrees with ``torch.var`` to float32
+    rounding on activations, tested). On a CPU this is several times faster than ``x.mean`` + ``x.var`` with autograd:
+    ``torch.var`` reduces with Welford's algorithm, and autograd adds the two broadcast gradients
+    to x's gradient one by one, slowly in channels_last. The backward here returns one tensor in
+    x's layout: d/dx = (g_mean + 2 x g_mean_square) / n.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dims: list[int]):
+        ctx.save_for_backward(x)
+        return x.mean(dims), (x * x).mean(dims)
+
+    @staticmethod
+    def backward(ctx, g_mean, g_mean_square):
+        (x,) = ctx.saved_tensors
+        n = x.numel() // x.shape[1]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        g_mean = torch.zeros_like(g_mean_square) if g_mean is None else g_mean
+        g_mean_square = torch.zeros_like(g_mean) if g_mean_square is None else g_mean_square
+        return torch.addcmul((g_mean / n).view(shape), x, (g_mean_square * (2 / n)).view(shape)), None
+
+
 class BatchNormStatistics(Term):
     """DeepInversion's R_feature (Yin et al. 2020, Eq. 4): match the batch mean and variance of
     the input of every BatchNorm layer to the layer's running statistics.
@@ -115,7 +140,8 @@ class BatchNormStatistics(Term):
             self._stats = []
         x = inputs[0].float()  # under bf16 autocast the statistics are still taken in float32
         dims = [0] + list(range(2, x.dim()))
-        self._stats.append((x.mean(dims), x.var(dims, unbiased=False), module.running_mean, module.running_var))
+        mean, mean_square = _ChannelMoments.apply(x, dims)
+        self._stats.append((mean, mean_square - mean * mean, module.running_mean, module.running_var))
 
     def detach(self) -> None:
         for h in self._hooks:

@@ -186,3 +186,13 @@ def seed_comparisons(per_seed: pd.DataFrame, reference: str, others: list[str], 
                          "versus_mean": r["mean_b"], "model_std": r["std_a"], "versus_std": r["std_b"],
                          "difference": r["difference"], "threshold": r["threshold"], "verdict": words[r["verdict"]]})
     return pd.DataFrame(rows).set_index(["model", "metric"])
+
+
+def describe_comparisons(comparisons: pd.DataFrame, prefix: str = "") -> str:
+    """One line per row of :func:`seed_comparisons`: both means +- seed std, the difference, the
+    seed-rule threshold and the verdict, each line starting with ``prefix``."""
+    return "\n".join(
+        f"{prefix}{name} vs {r['versus']}, {metric}: {r['model_mean']:.4f} +- {r['model_std']:.4f} vs "
+        f"{r['versus_mean']:.4f} +- {r['versus_std']:.4f} (difference {r['difference']:+.4f}, "
+        f"seed rule {r['threshold']:.4f}) -> {r['verdict']}"
+        for (name, metric), r in comparisons.iterrows())
