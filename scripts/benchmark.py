@@ -49,7 +49,7 @@ from inversion.feedforward.losses import hinge_d_loss, hinge_g_loss
 from inversion.feedforward.train import train_step as gan_train_step
 from inversion.models import Classifier, get_spec, load
 from inversion.models.training import Recipe, batch_loss
-from inversion.precision import autocast, to_memory_format
+from inversion.precision import autocast, channels_last_during, to_memory_format
 from inversion.zeroshot import gan as sngan
 from inversion.zeroshot.inverse import InverseChain
 from inversion.zeroshot.losses import zero_shot_loss
@@ -153,15 +153,11 @@ def input_floor(model: nn.Module, batch: int, precision: str, channels_last: boo
     y = torch.arange(batch) % 10
 
     def floor():
-        to_memory_format(model, channels_last)
-        try:
+        with channels_last_during(model, channels_last):
             with autocast(precision):
                 logits = model(to_memory_format(x, channels_last))
             F.cross_entropy(logits.float(), y).backward()
-            x.grad = None
-        finally:
-            if channels_last:
-                model.to(memory_format=torch.contiguous_format)
+        x.grad = None
     return floor
 
 

@@ -17,10 +17,13 @@ measures at 1x and at the larger budget:
 * ``sngan``: notebook 06's SNGAN over three seeds (1-3) in fp32, bf16 autocast and bf16 + channels_last (two
   single-threaded workers): Frechet distance of 1000 samples to 1000 real test scenes on the judge's
   penultimate features, the judge's mean confidence on the samples, the final discriminator hinge
-  loss and the training seconds, with the same seed rule against fp32.
+  loss and the training seconds, with the same seed rule against fp32;
+* ``inverse_layout``: notebook 05's ResNet-20 inverse over three seeds (1-3) in bf16 and in bf16 +
+  channels_last (two single-threaded workers): PSNR / SSIM per depth on CIFAR-10 test images and
+  training seconds, with the seed rule.
 
     .venv/bin/python scripts/budget_check.py feedforward zeroshot --scale 10 --gan-scale 4
-    .venv/bin/python scripts/budget_check.py precision sngan
+    .venv/bin/python scripts/budget_check.py precision sngan inverse_layout
 """
 from __future__ import annotations
 
@@ -40,6 +43,14 @@ from inversion.zeroshot.evaluate import constant_image_floor, evaluate_depths
 
 def mini(notebook: str) -> dict:
     return reproduce.parameters(notebook, "mini")
+
+
+def _main_kind() -> str:
+    """Notebook 05's main synthetic data kind, as its last mini run chose it (else "mix")."""
+    import json
+
+    metrics = Path(__file__).resolve().parents[1] / "figures" / "mini" / "05_zero_shot_inversion" / "metrics.json"
+    return json.loads(metrics.read_text())["main_kind"] if metrics.is_file() else "mix"
 
 
 def feedforward(scale: int) -> pd.DataFrame:
@@ -66,13 +77,10 @@ def feedforward(scale: int) -> pd.DataFrame:
 def zeroshot(scale: int) -> pd.DataFrame:
     """Notebook 05's ResNet-20 inverses (divide and conquer + cycle, plain decoder) at 1x and ``scale`` x
     the mini steps, on the notebook's CIFAR-10 test images; the 1x rows load the notebook's cached inverses."""
-    import json
-
     from inversion.data import cifar10
 
     p = mini("05_zero_shot_inversion")
-    metrics = Path(__file__).resolve().parents[1] / "figures" / "mini" / "05_zero_shot_inversion" / "metrics.json"
-    main_kind = json.loads(metrics.read_text())["main_kind"] if metrics.is_file() else "mix"
+    main_kind = _main_kind()
     model = zoo.load(p["cifar_model"], "mini")
     test = cifar10.load("test", n=p["n_test"], seed=p["seed"])
     x = test.float_images()
@@ -168,9 +176,55 @@ def sngan(seeds=(1, 2, 3)) -> pd.DataFrame:
     return table
 
 
+INVERSE_SETTINGS = {"bf16": {"precision": "bf16"}, "bf16 + channels_last": {"precision": "bf16", "channels_last": True}}
+
+
+def _inverse_config(overrides: dict, seed: int):
+    p = {**mini("05_zero_shot_inversion"), **overrides, "seed": seed}
+    return zs.profile_config(p, _main_kind(), "progressive")
+
+
+def _fit_inverse(job: tuple[dict, int]) -> None:
+    torch.set_num_threads(1)
+    p = mini("05_zero_shot_inversion")
+    zs.fit_inverse(zoo.load(p["cifar_model"], "mini"), p["cifar_cuts"], _inverse_config(*job), "mini", progress=False)
+
+
+def inverse_layout(seeds=(1, 2, 3)) -> pd.DataFrame:
+    """Notebook 05's ResNet-20 divide-and-conquer inverse (main data kind) in its bf16 and in bf16 +
+    channels_last over ``seeds`` (not 0, the notebook's own, trained on two threads), two one-thread
+    workers: PSNR / SSIM per depth on the notebook's CIFAR-10 test images, and training seconds."""
+    import concurrent.futures
+    import multiprocessing
+
+    from inversion.data import cifar10
+
+    jobs = [(o, s) for s in seeds for o in INVERSE_SETTINGS.values()]
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_fit_inverse, jobs))
+    p = mini("05_zero_shot_inversion")
+    model = zoo.load(p["cifar_model"], "mini")
+    x = cifar10.load("test", n=p["n_test"], seed=p["seed"]).float_images()
+    rows = []
+    for label, overrides in INVERSE_SETTINGS.items():
+        for s in seeds:
+            chain, inverse, record = zs.fit_inverse(model, p["cifar_cuts"], _inverse_config(overrides, s), "mini",
+                                                    progress=False)
+            depth_rows, _ = evaluate_depths(chain, inverse, x)
+            rows.append({"setting": label, "seed": s, "train_seconds": record["train_seconds"],
+                         **{f"{m} {r['cut']}": r[m] for r in depth_rows for m in ("psnr", "ssim")}})
+    per_seed = pd.DataFrame(rows)
+    metrics = [c for c in per_seed.columns if c not in ("setting", "seed")]
+    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
+    base, fast = (per_seed[per_seed["setting"] == k] for k in INVERSE_SETTINGS)
+    table[("within seed rule", "")] = [seed_rule(list(fast[m]), list(base[m]))["verdict"] == "no difference"
+                                       for m in metrics]
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checks", nargs="+", choices=["feedforward", "zeroshot", "precision", "sngan"])
+    parser.add_argument("checks", nargs="+", choices=["feedforward", "zeroshot", "precision", "sngan", "inverse_layout"])
     parser.add_argument("--scale", type=int, default=10, help="multiple of the mini profile's steps (default 10)")
     parser.add_argument("--gan-scale", type=int, default=4,
                         help="the same for the logit GAN, whose mini steps already cost minutes (default 4)")
@@ -182,6 +236,10 @@ def main() -> None:
         scale = args.gan_scale if check == "feedforward" else args.scale
         if check == "precision":
             print(f"\n== precision: fp32 vs the mini setting\n{precision().round(4).to_string()}")
+            continue
+        if check == "inverse_layout":
+            print(f"\n== inverse_layout: notebook 05's inverse, bf16 vs bf16 + channels_last\n"
+                  f"{inverse_layout().round(4).to_string()}")
             continue
         if check == "sngan":
             print(f"\n== sngan: notebook 06's SNGAN, fp32 vs bf16\n{sngan().round(4).to_string()}")

@@ -16,6 +16,7 @@ from inversion.zeroshot import (KINDS, InverseChain, InverseConfig, RealDataErro
 from inversion.zeroshot.gan import (Generator, LatentPrior, frechet_distance, generator_chain, repair,
                                     search_latent)
 from inversion.metrics import psnr
+from inversion.zeroshot.train import config_key
 from inversion.zeroshot.synthetic import NOISE_KINDS, RealImages, make_generator
 from inversion.zeroshot.train import invert_by_optimization, reconstruct
 
@@ -313,3 +314,22 @@ def test_bf16_inverse_training_is_deterministic_and_close_to_fp32():
     assert InverseConfig().precision == "fp32"
     with pytest.raises(ValueError, match="precision"):
         InverseConfig(precision="fp16")
+
+
+def test_channels_last_inverse_training_matches_the_contiguous_one_and_restores_layouts():
+    torch.set_num_threads(1)
+    chain, x = _tiny_chain_and_images()
+    runs = {}
+    for channels_last in (False, True):
+        config = InverseConfig(data="shapes", block_steps=5, joint_steps=20, batch_size=16, lr=3e-3,
+                               inverse_norm="group", channels_last=channels_last)
+        inverse, log = train_inverse(chain, config, make_source("shapes", 16), progress=False)
+        runs[channels_last] = (inverse, log[-1]["loss"])
+    weights = [p for p in list(chain.parameters()) + list(runs[True][0].parameters()) if p.dim() == 4]
+    assert weights and all(p.is_contiguous() for p in weights)   # the frozen chain and the inverse leave NCHW
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=1e-3)
+    with torch.no_grad():
+        a, b = (runs[k][0](chain(x, 3), depth=3) for k in (False, True))
+    assert (a - b).abs().max() < 1e-2   # float rounding, grown over 25 Adam steps
+    keys = {config_key(chain, ["a"], InverseConfig(channels_last=v)) for v in (False, True)}
+    assert len(keys) == 2 and config_key(chain, ["a"], InverseConfig()) in keys

@@ -61,6 +61,22 @@ def to_memory_format(module_or_tensor, channels_last: bool):
     return module_or_tensor
 
 
+@contextlib.contextmanager
+def channels_last_during(model: nn.Module, channels_last: bool):
+    """NHWC layout for ``model``'s 4-d parameters inside the block, restored after it: a frozen model
+    that other code shares keeps its layout. Nothing happens when off or already channels_last."""
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    was = bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last) \
+        and not weights[0].is_contiguous()
+    if channels_last and not was:
+        to_memory_format(model, True)
+    try:
+        yield model
+    finally:
+        if channels_last and not was:
+            model.to(memory_format=torch.contiguous_format)
+
+
 def cache_fields(fields: dict) -> dict:
     """A config's fields as they enter a cache key: the speed switches at their defaults (fp32,
     contiguous layout) are left out, so artefacts cached before a switch existed keep their keys."""

@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..precision import autocast, to_memory_format
-from .loop import _MemoryFormat, input_size, model_device
+from ..precision import autocast, channels_last_during, to_memory_format
+from .loop import input_size, model_device
 from .methods import Config, invert, resolve_stage_input
 
 
@@ -36,7 +36,7 @@ def bare_step_seconds(model: nn.Module, batch: int, repeats: int = 10, seed: int
     classes = getattr(getattr(model, "config", None), "num_classes", 10)
     targets = torch.arange(batch, device=device) % classes
     times = []
-    with _MemoryFormat(model, channels_last):
+    with channels_last_during(model, channels_last):
         for i in range(repeats + 2):
             start = time.perf_counter()
             with autocast(precision, device):

@@ -102,25 +102,6 @@ def accepts_size(model: nn.Module, size: int, device: torch.device | None = None
     return out.dim() == 2 and out.shape[0] == 1 and (classes is None or out.shape[1] == classes)
 
 
-class _MemoryFormat:
-    """Put a model's 4-d parameters in channels_last for a run and restore their layout after it."""
-
-    def __init__(self, model: nn.Module, channels_last: bool):
-        self.model, self.on = model, channels_last
-        weights = [p for p in model.parameters() if p.dim() == 4]
-        self.was = bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last) \
-            and not weights[0].is_contiguous()
-
-    def __enter__(self):
-        if self.on and not self.was:
-            precision_switch.to_memory_format(self.model, True)
-        return self
-
-    def __exit__(self, *exc):
-        if self.on and not self.was:
-            self.model.to(memory_format=torch.contiguous_format)
-
-
 def optimize(model: nn.Module, targets: torch.Tensor | Sequence[int],
              terms: Sequence[tuple[float, Term]],
              transforms: Sequence[Transform] | Callable[[int], Sequence[Transform]],
@@ -173,7 +154,7 @@ def optimize(model: nn.Module, targets: torch.Tensor | Sequence[int],
         term.attach(model)
     try:
         with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar, \
-                _MemoryFormat(model, channels_last):
+                precision_switch.channels_last_during(model, channels_last):
             for stage in stages:
                 image = grow(image, stage.size, border if image is not None else 0, n, generator)
                 image = image.to(device).requires_grad_(True)

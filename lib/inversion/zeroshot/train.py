@@ -77,6 +77,7 @@ class InverseConfig:
     pool_size: int = 512           # DeepInversion pool size (data="deepinversion")
     deepinversion_steps: int = 200 # Adam steps per DeepInversion batch (data="deepinversion")
     precision: str = "fp32"        # "fp32" | "bf16": autocast of the frozen chain's and the inverse's forward passes
+    channels_last: bool = False    # NHWC layout for the chain, the inverse and the inputs during training
     seed: int = 0
 
     def __post_init__(self):
@@ -124,7 +125,8 @@ def profile_config(params: dict, data: str, mode: str = "progressive", blocks: i
                          deepinversion_steps=params["deepinversion_steps"], seed=params["seed"],
                          cycle_weight=params.get("cycle_weight", InverseConfig.cycle_weight),
                          inverse_norm=inverse_norm or params.get("inverse_norm", InverseConfig.inverse_norm),
-                         precision=params.get("precision", InverseConfig.precision))
+                         precision=params.get("precision", InverseConfig.precision),
+                         channels_last=params.get("channels_last", InverseConfig.channels_last))
 
 
 def build_inverse(shapes, config: InverseConfig) -> nn.Module:
@@ -161,7 +163,7 @@ def _phase(params, steps: int, loss_fn, source: ImageSource, chain: BlockChain, 
     """One optimization phase: fresh inputs every step (``config.batch_size``, on ``device``),
     activations h_0..h_depth from the frozen chain, one Adam state (``config.lr``) and one cosine
     schedule over the phase. Under ``config.precision="bf16"`` the forward passes run in bf16
-    autocast; the loss is reduced in fp32."""
+    autocast; the loss is reduced in fp32. ``config.channels_last`` puts the inputs in NHWC."""
     params = [p for p in params]
     for p in params:
         p.requires_grad_(True)
@@ -170,7 +172,8 @@ def _phase(params, steps: int, loss_fn, source: ImageSource, chain: BlockChain, 
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.99))
     schedule = _cosine(optimizer, steps)
     for step in range(steps):
-        x = source.sample(config.batch_size, generator).to(device)
+        x = precision_switch.to_memory_format(source.sample(config.batch_size, generator).to(device),
+                                              config.channels_last)
         with precision_switch.autocast(config.precision, device):
             with torch.no_grad():
                 hs = chain.activations(x, depth)
@@ -190,8 +193,16 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
     """Train g_1..g_K for ``chain`` on ``source`` (synthesized unless ``config.data == "real"``).
 
     Returns the inverse in eval mode (an :class:`InverseChain`, or a :class:`DecoderBank` for
-    ``mode="plain_decoder"``) and a log of losses.
+    ``mode="plain_decoder"``) and a log of losses. With ``config.channels_last`` the chain and the
+    inverse train in NHWC; both leave in the contiguous layout (as a cached inverse loads).
     """
+    with precision_switch.channels_last_during(chain, config.channels_last):
+        inverse, log = _train_inverse(chain, config, source, device, progress, desc)
+    return inverse.to(memory_format=torch.contiguous_format).eval(), log
+
+
+def _train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource, device, progress: bool,
+                   desc: str) -> tuple[nn.Module, list[dict]]:
     if config.data != "real":
         assert_synthetic(source)          # the zero-shot guarantee
     elif not isinstance(source, RealImages):
@@ -200,7 +211,8 @@ def train_inverse(chain: BlockChain, config: InverseConfig, source: ImageSource,
     device = torch.device(device)
     generator = make_generator(config.seed + 1, device)
     chain = chain.to(device)
-    inverse = build_inverse(chain.shapes, config).to(device)
+    inverse = precision_switch.to_memory_format(build_inverse(chain.shapes, config).to(device),
+                                                config.channels_last)
     inverse.train()
     K, log = len(chain), []
     objective = config.objective
