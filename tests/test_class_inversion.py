@@ -10,7 +10,7 @@ from inversion.class_inversion import (BatchNormStatistics, ColorShift, DeepDrea
                                        Ensemble, Flip, Jitter, PIIConfig, Step, deep_inversion, grow,
                                        inception_style_score, invert, judge, mean_over_other_judges, pii,
                                        resize, topk_accuracy, unit_activations, visualize_units, vit_ffn_layer,
-                                       zoom_stages, cross_model_matrix)
+                                       zoom_stages, cross_model_matrix, TotalVariation)
 from inversion.models import Classifier, InputConfig
 
 SMALL = InputConfig(input_size=(3, 16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=4)
@@ -184,6 +184,16 @@ def test_bn_statistics_value_and_gradient_match_torch_var(channels_last):
     (ours, g_ours), (ref, g_ref) = grads
     assert ours == pytest.approx(ref, rel=1e-5)
     assert g_ref.abs().max() > 1e-3 and torch.allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_total_variation_absolute_and_squared_on_a_known_image():
+    from inversion.losses import total_variation
+
+    x = torch.zeros(1, 1, 2, 2)
+    x[..., 1, 1] = 2.0       # one bright pixel: neighbour differences 0 and 2 along each axis
+    assert total_variation(x).item() == pytest.approx(2.0)                 # mean |d|: 1 + 1
+    assert total_variation(x, squared=True).item() == pytest.approx(4.0)   # mean d^2: 2 + 2
+    assert TotalVariation()(Step(x, x, None, None)).item() == pytest.approx(4.0)
 
 
 def test_deep_inversion_needs_batchnorm():

@@ -117,7 +117,7 @@ def test_training_loop_and_attacks_on_the_models_device():
     assert training.pgd_l2(model, x, y, 0.5, 1, generator=cpu_generator).device == META
     assert training.pgd_linf(model, x, y, 2 / 255, 1, generator=cpu_generator).device == META
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):   # the forward ran on meta
-        training.predict(model, images, device=META)
+        training.predict_logits(model, images, device=META)
 
 
 def test_zoo_trains_on_the_gpu_in_process_and_keeps_the_thread_count(monkeypatch):
@@ -176,7 +176,7 @@ def test_zero_shot_evaluation_runs_on_the_models_device():
 
     model = frozen(tiny_cnn()).to(META)
     images = torch.rand(4, 3, 16, 16)
-    for helper in (evaluate.predict, evaluate.confidence, evaluate.penultimate_features):
+    for helper in (evaluate.predict_classes, evaluate.confidence, evaluate.penultimate_features):
         with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
             helper(model, images)
 

@@ -7,14 +7,14 @@ import torch
 import torch.nn as nn
 
 from inversion.data import fashion_scenes
-from inversion.feedforward.baselines import DecoderConfig, PixelDecoder, invert_by_optimization, train_decoder
+from inversion.feedforward.baselines import DecoderConfig, PixelDecoder, invert_logits_by_optimization, train_decoder
 from inversion.feedforward.blocks import ConditionalBatchNorm2d
 from inversion.feedforward.discriminator import DiscriminatorConfig, ProjectionDiscriminator
 from inversion.feedforward.generator import GeneratorConfig, LogitConditionedGenerator
 from inversion.feedforward.losses import hinge_d_loss, hinge_g_loss
 from inversion.feedforward.probe import (ProbeConfig, chance_errors, factor_errors, same_class_partner,
                                          train_probe)
-from inversion.feedforward.train import FeedforwardConfig, assert_frozen, train_inverse
+from inversion.feedforward.train import FeedforwardConfig, assert_frozen, train_logit_inverse
 from inversion.models import Classifier
 from inversion.models.zoo import SCENES
 
@@ -100,13 +100,13 @@ def test_classifier_stays_frozen(scenes):
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     cfg = FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=3, batch_size=8, n_train=64,
                             logit_weight=1.0, pixel_weight=1.0)
-    train_inverse(clf, scenes.images, cfg)
+    train_logit_inverse(clf, scenes.images, cfg)
     assert all(torch.equal(before[k], v) for k, v in clf.state_dict().items())
     assert not clf.training
     trainable = tiny_classifier()
     next(trainable.parameters()).requires_grad_(True)
     with pytest.raises(AssertionError):
-        train_inverse(trainable, scenes.images, cfg)
+        train_logit_inverse(trainable, scenes.images, cfg)
     with pytest.raises(AssertionError):
         assert_frozen(tiny_classifier().train())
 
@@ -115,27 +115,27 @@ def test_resume_from_checkpoint_gives_the_same_state(scenes, tmp_path):
     clf = tiny_classifier()
     cfg = FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=6, batch_size=8, n_train=64,
                             checkpoint_every=2)
-    straight = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "a.pt")
-    interrupted = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "b.pt", stop_after=4)
+    straight = train_logit_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "a.pt")
+    interrupted = train_logit_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "b.pt", stop_after=4)
     assert interrupted.log["steps_done"] == 4
-    resumed = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "b.pt")
+    resumed = train_logit_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "b.pt")
     assert resumed.log["steps_done"] == 6
     for a, b in [(straight.generator, resumed.generator), (straight.discriminator, resumed.discriminator)]:
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert straight.log["d_loss"] == resumed.log["d_loss"]
     # a complete checkpoint is loaded, not retrained
-    again = train_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "a.pt")
+    again = train_logit_inverse(clf, scenes.images, cfg, checkpoint=tmp_path / "a.pt")
     assert again.log["d_loss"] == straight.log["d_loss"]
     with pytest.raises(ValueError):
-        train_inverse(clf, scenes.images, FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=7),
+        train_logit_inverse(clf, scenes.images, FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=7),
                       checkpoint=tmp_path / "a.pt")
 
 
 def test_discriminator_takes_n_dis_steps_per_generator_step(scenes, tmp_path):
     cfg = FeedforwardConfig(generator=TINY_G, discriminator=TINY_D, steps=3, batch_size=8, n_train=64,
                             lr_g=4e-4, lr_d=8e-4, n_dis=2)
-    train_inverse(tiny_classifier(), scenes.images, cfg, checkpoint=tmp_path / "c.pt")
+    train_logit_inverse(tiny_classifier(), scenes.images, cfg, checkpoint=tmp_path / "c.pt")
     state = torch.load(tmp_path / "c.pt", weights_only=False)
     assert {int(s["step"]) for s in state["opt_g"]["state"].values()} == {3}
     assert {int(s["step"]) for s in state["opt_d"]["state"].values()} == {6}
@@ -151,7 +151,7 @@ def test_pixel_decoder_and_optimization_baseline():
     assert PixelDecoder(DecoderConfig(image_size=64))(torch.randn(1, 10)).shape == (1, 3, 64, 64)
     target = clf(images[:4].float() / 255)
     start_err = ((clf(torch.full((4, 3, 32, 32), 0.5)) - target) ** 2).sum()
-    x, sec = invert_by_optimization(clf, target, steps=40, lr=0.1)
+    x, sec = invert_logits_by_optimization(clf, target, steps=40, lr=0.1)
     assert x.shape == (4, 3, 32, 32) and sec > 0
     assert ((clf(x) - target) ** 2).sum() < 0.5 * start_err
 

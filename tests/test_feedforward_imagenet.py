@@ -164,7 +164,7 @@ def test_paper_recipe_builds_the_128_px_generator():
 
 def test_logit_dim_follows_the_classifier_and_a_mismatch_is_refused():
     from inversion.feedforward.experiment import Study, gan_config
-    from inversion.feedforward.train import train_inverse
+    from inversion.feedforward.train import train_logit_inverse
 
     assert Study.logit_dim("cifar10-resnet20") == 10 and Study.logit_dim("imagenet-resnet50") == 1000
     assert gan_config(TINY_GAN).generator.logit_dim == 10   # the default stays the ten-class one
@@ -172,7 +172,7 @@ def test_logit_dim_follows_the_classifier_and_a_mismatch_is_refused():
     for p in net.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="generator expects 10 logits, the classifier gives 1000"):
-        train_inverse(net, torch.zeros(8, 3, 32, 32, dtype=torch.uint8), gan_config(TINY_GAN))
+        train_logit_inverse(net, torch.zeros(8, 3, 32, 32, dtype=torch.uint8), gan_config(TINY_GAN))
 
 
 def test_ten_class_32px_cache_keys_are_unchanged():

@@ -151,7 +151,7 @@ def test_with_speed_takes_one_value_or_a_value_per_family():
 def test_logit_gan_step_in_bf16_is_deterministic_and_keeps_the_fp32_cache_key():
     from inversion.feedforward.discriminator import DiscriminatorConfig
     from inversion.feedforward.generator import GeneratorConfig
-    from inversion.feedforward.train import FeedforwardConfig, train_inverse
+    from inversion.feedforward.train import FeedforwardConfig, train_logit_inverse
 
     g = GeneratorConfig(logit_dim=4, z_dim=8, widths=(16, 8, 8), bottom=4, embed_dim=8)
     d = DiscriminatorConfig(logit_dim=4, widths=(8, 16), downsample=(True, True))
@@ -166,14 +166,14 @@ def test_logit_gan_step_in_bf16_is_deterministic_and_keeps_the_fp32_cache_key():
     assert fp32.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     model = tiny_cnn()
-    runs = [train_inverse(model, images, bf16) for _ in range(2)]
+    runs = [train_logit_inverse(model, images, bf16) for _ in range(2)]
     assert runs[0].log["d_loss"] == runs[1].log["d_loss"] and runs[0].log["g_loss"] == runs[1].log["g_loss"]
     z = torch.zeros(2, 8)
     logits = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(runs[0].invert(logits, z), runs[1].invert(logits, z))
     nhwc = with_overrides(bf16, channels_last=True)
     assert nhwc.key() not in (bf16.key(), fp32.key())
-    nhwc_runs = [train_inverse(model, images, nhwc) for _ in range(2)]
+    nhwc_runs = [train_logit_inverse(model, images, nhwc) for _ in range(2)]
     assert nhwc_runs[0].log["g_loss"] == nhwc_runs[1].log["g_loss"]
     kernels = [p for p in nhwc_runs[0].generator.parameters() if p.dim() == 4 and p.shape[-1] > 1]
     assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)

@@ -18,7 +18,7 @@ from inversion.zeroshot.gan import (Generator, LatentPrior, frechet_distance, ge
 from inversion.metrics import psnr
 from inversion.zeroshot.train import config_key
 from inversion.zeroshot.synthetic import NOISE_KINDS, RealImages, make_generator
-from inversion.zeroshot.train import invert_by_optimization, reconstruct
+from inversion.zeroshot.train import invert_activations_by_optimization, reconstruct
 
 
 def _classifier(net: nn.Module, size: int = 32) -> Classifier:
@@ -170,7 +170,7 @@ def test_progressive_training_lowers_the_cycle_loss(tmp_path, monkeypatch):
     # reconstruction and the optimization baseline run and return images in [0, 1]
     rec, seconds = reconstruct(chain2, inverse, x[:4], 2)
     assert rec.shape == x[:4].shape and seconds > 0
-    opt, seconds_opt, snaps = invert_by_optimization(chain2, x[:4], 2, steps=5, record_at=(2,), progress=False)
+    opt, seconds_opt, snaps = invert_activations_by_optimization(chain2, x[:4], 2, steps=5, record_at=(2,), progress=False)
     assert opt.shape == x[:4].shape and 0 <= opt.min() and opt.max() <= 1 and 2 in snaps
 
 

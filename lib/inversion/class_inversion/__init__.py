@@ -8,7 +8,7 @@ DeepDream and DeepInversion (Yin et al., CVPR 2020) baselines.
     result = pii(model, range(10), PIIConfig(steps_per_stage=30, copies=8), seed=0)
     images = deep_inversion(model, range(10), steps=200, seed=0)   # (10, 3, 32, 32) in [0, 1]
 """
-from .augmentations import ColorShift, Compose, Ensemble, Flip, Jitter, default_jitter, grow, resize, zoom_stages
+from .augmentations import ColorShift, Ensemble, Flip, Jitter, default_jitter, grow, resize, zoom_stages
 from .evaluate import cross_model_matrix, inception_style_score, judge, mean_over_other_judges, topk_accuracy
 from .feature_vis import unit_activations, visualize_units, vit_ffn_layer
 from .loop import InversionResult, Stage, accepts_size, optimize
@@ -19,7 +19,7 @@ from .objectives import (BatchNormStatistics, ClassCrossEntropy, L2Prior, Step, 
                          UnitActivation)
 
 __all__ = [
-    "ColorShift", "Compose", "Ensemble", "Flip", "Jitter", "default_jitter", "grow", "resize", "zoom_stages",
+    "ColorShift", "Ensemble", "Flip", "Jitter", "default_jitter", "grow", "resize", "zoom_stages",
     "cross_model_matrix", "inception_style_score", "judge", "mean_over_other_judges", "topk_accuracy",
     "unit_activations", "visualize_units", "vit_ffn_layer",
     "InversionResult", "Stage", "accepts_size", "optimize",

@@ -156,19 +156,6 @@ class PIIAugment(Transform):
                                   self.color_shift.log_scale, generator)
 
 
-class Compose(Transform):
-    """Apply transforms in order, each with the same generator."""
-
-    def __init__(self, transforms: Sequence[Transform]):
-        super().__init__()
-        self.transforms = nn.ModuleList(transforms)
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for t in self.transforms:
-            x = t(x, generator)
-        return x
-
-
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize to ``size`` x ``size`` (identity when already that size)."""
     if x.shape[-1] == size and x.shape[-2] == size:

@@ -22,6 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..losses import total_variation
+
 
 @dataclass
 class Step:
@@ -63,8 +65,7 @@ class TotalVariation(Term):
     name = "total_variation"
 
     def __call__(self, step: Step) -> torch.Tensor:
-        x = step.image
-        return ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean() + ((x[..., :, 1:] - x[..., :, :-1]) ** 2).mean()
+        return total_variation(step.image, squared=True)
 
 
 class L2Prior(Term):

@@ -4,7 +4,7 @@
   with convolutional networks") style decoder: fully connected layers on the logit vector, then
   up-convolutions to an image, trained with a pixel (mean squared) loss on the same logits the
   GAN sees. It predicts the conditional *mean* image, hence blurry reconstructions.
-* :func:`invert_by_optimization` -- optimization-based inversion of one image's logits
+* :func:`invert_logits_by_optimization` -- optimization-based inversion of one image's logits
   (Mahendran & Vedaldi 2015 style, no prior): gradient descent on the image so that the frozen
   classifier's logits match the target logits. Costs hundreds of forward/backward passes per
   image, which is what the single forward pass of a trained generator is compared against.
@@ -122,7 +122,7 @@ def decoder_train_or_load(classifier: nn.Module, classifier_name: str, profile: 
     return dec, log
 
 
-def invert_by_optimization(classifier: nn.Module, target_logits: torch.Tensor, steps: int = 300,
+def invert_logits_by_optimization(classifier: nn.Module, target_logits: torch.Tensor, steps: int = 300,
                            lr: float = 0.05, seed: int = 0, image_size: int | None = None,
                            device: str | torch.device = "cpu") -> tuple[torch.Tensor, float]:
     """Images whose logits match ``target_logits`` (N, K): Adam on ``x = sigmoid(w)``, loss ||f(x) - y||^2.

@@ -18,7 +18,7 @@ import torch
 
 from ..data.fashion_scenes import FACTORS, Scenes
 from ..metrics import psnr, ssim
-from ..models.training import predict
+from ..models.training import predict_logits
 from .probe import FactorProbe, chance_errors, factor_errors, same_class_partner
 
 
@@ -35,7 +35,7 @@ def thumbnail_error(a: torch.Tensor, b: torch.Tensor, size: int = THUMBNAIL) -> 
 
 def judge_labels(judge: torch.nn.Module, data, device: str | torch.device = "cpu") -> torch.Tensor:
     """The judge's top-1 labels of the original images of ``data``."""
-    return predict(judge, data.float_images(), device=device).argmax(1)
+    return predict_logits(judge, data.float_images(), device=device).argmax(1)
 
 
 def per_image_scores(recon: torch.Tensor, data, probe: FactorProbe | None, judge: torch.nn.Module,
@@ -52,8 +52,8 @@ def per_image_scores(recon: torch.Tensor, data, probe: FactorProbe | None, judge
         raise ValueError(f"reconstructions {tuple(recon.shape)} do not match the originals {tuple(originals.shape)}")
     recon = recon.float().clamp(0, 1)
     if original_labels is None:
-        original_labels = predict(judge, originals, device=device).argmax(1)
-    agree = predict(judge, recon, device=device).argmax(1) == original_labels
+        original_labels = predict_logits(judge, originals, device=device).argmax(1)
+    agree = predict_logits(judge, recon, device=device).argmax(1) == original_labels
     errors = factor_errors(probe.read(recon), data.factors()) if probe is not None else {}
     return pd.DataFrame({"psnr": psnr(recon, originals).numpy(), "ssim": ssim(recon, originals).numpy(),
                          "judge_agrees": agree.float().numpy(),

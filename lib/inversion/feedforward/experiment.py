@@ -31,7 +31,7 @@ from ..data import cifar10, fashion_scenes, imagenet
 from ..data.fashion_scenes import Scenes
 from ..models import Classifier, get_spec, load
 from ..models.architectures import fed_at
-from ..models.training import predict
+from ..models.training import predict_logits
 from ..paths import checkpoint_dir, written_atomically
 from .baselines import DecoderConfig, PixelDecoder, decoder_train_or_load
 from .discriminator import DiscriminatorConfig
@@ -169,7 +169,7 @@ class Study:
         if path.is_file():
             logits = torch.load(path, weights_only=True)
         else:
-            logits = predict(self.classifier(name), scenes.images, device=self.device)
+            logits = predict_logits(self.classifier(name), scenes.images, device=self.device)
             with written_atomically(path) as tmp:
                 torch.save(logits, tmp)
         self._logits[name, split] = logits

@@ -30,7 +30,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .. import precision as precision_switch
-from ..models.training import predict
+from ..models.training import predict_logits
 from ..paths import checkpoint_dir, written_atomically
 from .discriminator import DiscriminatorConfig, ProjectionDiscriminator
 from .generator import GeneratorConfig, LogitConditionedGenerator
@@ -152,7 +152,7 @@ def training_pairs(classifier: nn.Module, images: torch.Tensor, logits: torch.Te
         subset = torch.randperm(len(images), generator=rng)[:n_train]
         images, logits = images[subset], None if logits is None else logits[subset]
     if logits is None:
-        logits = predict(classifier, images, device=device)
+        logits = predict_logits(classifier, images, device=device)
     return images, logits.float().cpu(), rng
 
 
@@ -196,7 +196,7 @@ def train_step(G: LogitConditionedGenerator, D: ProjectionDiscriminator, opt_g: 
     return d_loss, g_loss, recon
 
 
-def train_inverse(classifier: nn.Module, images: torch.Tensor, config: FeedforwardConfig = FeedforwardConfig(),
+def train_logit_inverse(classifier: nn.Module, images: torch.Tensor, config: FeedforwardConfig = FeedforwardConfig(),
                   checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
                   desc: str = "train G", stop_after: int | None = None,
                   logits: torch.Tensor | None = None) -> TrainedInverse:
@@ -295,5 +295,5 @@ def train_or_load(classifier: nn.Module, classifier_name: str, profile: str, ima
                   logits: torch.Tensor | None = None) -> TrainedInverse:
     """The cached inverse generator of a zoo classifier (trained, or resumed, on first use)."""
     path = cache_path("feedforward", classifier_name, profile, config)
-    return train_inverse(classifier, images, config, checkpoint=path, device=device,
+    return train_logit_inverse(classifier, images, config, checkpoint=path, device=device,
                          desc=f"GAN inverse of {classifier_name}", logits=logits)

@@ -20,7 +20,7 @@ backward reduces the copies' gradients into the image's gradient,
 ``dx[n, c, i, j] = sum_b sigma[nb, c] * dy[nb, c, (i + dy) mod H, (j + dx) mod W]``, and, only when
 ``mu`` or ``sigma`` require gradients, into ``dmu = sum_ij dy`` and ``dsigma = sum_ij dy * x_shifted``.
 Elsewhere it runs :func:`pii_augment_reference`, the exact op sequence of
-``Compose([Jitter, Ensemble, ColorShift])``, so switching to :func:`pii_augment` keeps results
+``Jitter``, ``Ensemble`` and ``ColorShift`` applied in turn, so switching to :func:`pii_augment` keeps results
 bit-identical on CPU.
 
 :func:`draw_pii_parameters` draws ``(shifts, mu, sigma)`` from a generator in the same order and
@@ -184,7 +184,8 @@ def pii_augment(x: torch.Tensor, shifts: torch.Tensor | None, mu: torch.Tensor |
 def pii_augment_random(x: torch.Tensor, copies: int, max_shift: int, mean_shift: float, log_scale: float,
                        generator: torch.Generator, *, backend: str = "auto") -> torch.Tensor:
     """One PII step's augmentation with fresh random parameters: the drop-in for
-    ``Compose([Jitter(max_shift), Ensemble(copies), ColorShift(mean_shift, log_scale)])(x, generator)``
+    ``Jitter(max_shift)``, ``Ensemble(copies)`` and ``ColorShift(mean_shift, log_scale)`` applied in turn
+    with one generator
     (same generator draws, same result)."""
     shifts, mu, sigma = draw_pii_parameters(x, copies, max_shift, mean_shift, log_scale, generator)
     return pii_augment(x, shifts, mu, sigma, copies, backend=backend)

@@ -256,7 +256,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500,
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 500,
             device: str | torch.device = "cpu") -> torch.Tensor:
     """Logits (float32, fp32 forward) for uint8 or float images (float expected in [0, 1])."""
     model.eval().to(device)
@@ -269,7 +269,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500,
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, **kwargs) -> float:
-    return (predict(model, images, **kwargs).argmax(1) == labels).float().mean().item()
+    return (predict_logits(model, images, **kwargs).argmax(1) == labels).float().mean().item()
 
 
 def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,

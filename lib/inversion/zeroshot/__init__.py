@@ -10,9 +10,9 @@ from .losses import ZeroShotObjective, block_wise_loss, cycle_loss, input_space_
 from .split import BlockChain, split
 from .synthetic import KINDS, RealDataError, assert_synthetic, make_source
 from .inverse import DecoderBank, PlainDecoder
-from .train import InverseConfig, fit_inverse, invert_by_optimization, profile_config, reconstruct, train_inverse
+from .train import InverseConfig, fit_inverse, invert_activations_by_optimization, profile_config, reconstruct, train_inverse
 
 __all__ = ["InverseChain", "inverse_block", "ZeroShotObjective", "block_wise_loss", "cycle_loss",
            "input_space_loss", "zero_shot_loss", "BlockChain", "split", "KINDS", "RealDataError",
-           "assert_synthetic", "make_source", "InverseConfig", "fit_inverse", "invert_by_optimization",
+           "assert_synthetic", "make_source", "InverseConfig", "fit_inverse", "invert_activations_by_optimization",
            "reconstruct", "train_inverse", "profile_config", "DecoderBank", "PlainDecoder"]

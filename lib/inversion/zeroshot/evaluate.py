@@ -22,7 +22,7 @@ def _device_of(model) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+def predict_classes(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """Class predictions of a classifier on [0, 1] images, in batches on the model's device (result on the CPU)."""
     device = _device_of(model)
     return torch.cat([model(images[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, len(images), batch)])
@@ -61,8 +61,8 @@ def quality(originals: torch.Tensor, reconstructions: torch.Tensor, judge=None,
     out = {"psnr": psnr(reconstructions, originals), "ssim": ssim(reconstructions, originals)}
     if judge is not None:
         if original_classes is None:
-            original_classes = predict(judge, originals)
-        out["judge_agreement"] = (predict(judge, reconstructions) == original_classes.cpu()).float()
+            original_classes = predict_classes(judge, originals)
+        out["judge_agreement"] = (predict_classes(judge, reconstructions) == original_classes.cpu()).float()
     return out
 
 
@@ -84,7 +84,7 @@ def evaluate_depths(chain: BlockChain, inverse: InverseChain, images: torch.Tens
     """
     depths = range(1, len(chain) + 1) if depths is None else depths
     rows, recs = [], {}
-    classes = predict(judge, images.detach().cpu()) if judge is not None else None   # once for every depth
+    classes = predict_classes(judge, images.detach().cpu()) if judge is not None else None   # once for every depth
     for k in depths:
         rec, seconds = reconstruct(chain, inverse, images, k, device=device)
         q = quality(images, rec, judge, classes)

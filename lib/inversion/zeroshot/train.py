@@ -26,7 +26,7 @@
 
 Every step draws a fresh batch from the source on the training device (its generator lives
 there), so nothing is synthesized on the CPU for a GPU run.
-* :func:`invert_by_optimization` - per-image optimization of the input to match h_K
+* :func:`invert_activations_by_optimization` - per-image optimization of the input to match h_K
   (Mahendran & Vedaldi 2015 style, with total variation).
 """
 from __future__ import annotations
@@ -46,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import precision as precision_switch
+from ..losses import total_variation
 from ..paths import checkpoint_dir
 from .inverse import NORMS, DecoderBank, InverseChain
 from .losses import ZeroShotObjective, relative_mse, zero_shot_loss
@@ -321,11 +322,7 @@ def reconstruct(chain: BlockChain, inverse: InverseChain, images: torch.Tensor, 
     return torch.cat(out), seconds / len(images)
 
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-def invert_by_optimization(chain: BlockChain, images: torch.Tensor, depth: int, steps: int = 500,
+def invert_activations_by_optimization(chain: BlockChain, images: torch.Tensor, depth: int, steps: int = 500,
                            lr: float = 0.05, tv_weight: float = 0.02, seed: int = 0, device="cpu",
                            record_at: Sequence[int] = (), progress: bool = True):
     """Baseline (c): x* = argmin_x rel(f_{1..depth}(x), h_depth) + tv * TV(x), Adam, x clamped to [0, 1].
