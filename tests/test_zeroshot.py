@@ -316,20 +316,22 @@ def test_bf16_inverse_training_is_deterministic_and_close_to_fp32():
         InverseConfig(precision="fp16")
 
 
-def test_channels_last_inverse_training_matches_the_contiguous_one_and_restores_layouts():
+def test_channels_last_inverse_training_is_deterministic_matches_the_contiguous_one_and_restores_layouts():
     torch.set_num_threads(1)
     chain, x = _tiny_chain_and_images()
     runs = {}
-    for channels_last in (False, True):
+    for name, channels_last in (("contiguous", False), ("channels_last", True), ("again", True)):
         config = InverseConfig(data="shapes", block_steps=5, joint_steps=20, batch_size=16, lr=3e-3,
                                inverse_norm="group", channels_last=channels_last)
         inverse, log = train_inverse(chain, config, make_source("shapes", 16), progress=False)
-        runs[channels_last] = (inverse, log[-1]["loss"])
-    weights = [p for p in list(chain.parameters()) + list(runs[True][0].parameters()) if p.dim() == 4]
+        runs[name] = (inverse, log[-1]["loss"])
+    nhwc, again, plain = (runs[k][0] for k in ("channels_last", "again", "contiguous"))
+    assert all(torch.equal(a, again.state_dict()[k]) for k, a in nhwc.state_dict().items())
+    weights = [p for p in list(chain.parameters()) + list(nhwc.parameters()) if p.dim() == 4]
     assert weights and all(p.is_contiguous() for p in weights)   # the frozen chain and the inverse leave NCHW
-    assert runs[True][1] == pytest.approx(runs[False][1], rel=1e-3)
+    assert runs["channels_last"][1] == pytest.approx(runs["contiguous"][1], rel=1e-3)
     with torch.no_grad():
-        a, b = (runs[k][0](chain(x, 3), depth=3) for k in (False, True))
+        a, b = (inverse(chain(x, 3), depth=3) for inverse in (plain, nhwc))
     assert (a - b).abs().max() < 1e-2   # float rounding, grown over 25 Adam steps
     keys = {config_key(chain, ["a"], InverseConfig(channels_last=v)) for v in (False, True)}
     assert len(keys) == 2 and config_key(chain, ["a"], InverseConfig()) in keys
