@@ -53,6 +53,28 @@ def _main_kind() -> str:
     return json.loads(metrics.read_text())["main_kind"] if metrics.is_file() else "mix"
 
 
+def settings_table(per_seed: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean and seed std of each metric per ``setting`` (in order of appearance), and for every setting
+    after the first whether it lies within the seed rule of the first."""
+    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
+    labels = list(dict.fromkeys(per_seed["setting"]))
+    reference = per_seed[per_seed["setting"] == labels[0]]
+    for label in labels[1:]:
+        other = per_seed[per_seed["setting"] == label]
+        table[(f"{label}: within seed rule", "")] = [
+            seed_rule(list(other[m]), list(reference[m]))["verdict"] == "no difference" for m in metrics]
+    return table
+
+
+def in_two_processes(fit, jobs: list) -> None:
+    """Run ``fit(job)`` for every job in two spawned worker processes (each sets its own threads)."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(fit, jobs))
+
+
 def feedforward(scale: int) -> pd.DataFrame:
     p = mini("02_feedforward_inversion")
     study = Study.setup("mini", p["n_train"], p["n_eval"], p["probe"], judge=p["judge"], seed=p["seed"])
@@ -112,10 +134,7 @@ def precision(seeds=(0, 1, 2)) -> pd.DataFrame:
                                       seed=s, train_seconds=inverse.log.get("seconds")))
     per_seed = pd.DataFrame(rows)
     metrics = ["psnr", "ssim", "judge_agrees", "thumbnail_error", "center_error", "scale_error", "train_seconds"]
-    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
-    fp32, fast = (per_seed[per_seed["setting"] == k] for k in settings)
-    table[("within seed rule", "")] = [seed_rule(list(fast[m]), list(fp32[m]))["verdict"] == "no difference" for m in metrics]
-    return table
+    return settings_table(per_seed, metrics)
 
 
 SNGAN_SETTINGS = {"fp32": {}, "bf16": {"precision": "bf16"},
@@ -141,16 +160,12 @@ def _fit_sngan(job: tuple[dict, int]) -> None:
 def sngan(seeds=(1, 2, 3)) -> pd.DataFrame:
     """Notebook 06's SNGAN in fp32 vs bf16 (and channels_last) over ``seeds`` (not 0, the notebook's own
     GAN, trained on two threads in one process): sample quality and time."""
-    import concurrent.futures
-    import multiprocessing
-
     from inversion.data import fashion_scenes
     from inversion.zeroshot import gan
     from inversion.zeroshot.evaluate import confidence, penultimate_features
 
     jobs = [(o, s) for s in seeds for o in SNGAN_SETTINGS.values()]
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_fit_sngan, jobs))
+    in_two_processes(_fit_sngan, jobs)
     p = mini("06_gan_inversion_and_repair")
     judge = zoo.load(p["judge_model"], "mini")
     real = penultimate_features(judge, fashion_scenes.load("test").float_images(slice(0, 1000)))
@@ -167,13 +182,7 @@ def sngan(seeds=(1, 2, 3)) -> pd.DataFrame:
                          "train_seconds": record["train_seconds"]})
     per_seed = pd.DataFrame(rows)
     metrics = ["frechet_distance", "judge_confidence", "final_d_loss", "train_seconds"]
-    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
-    fp32 = per_seed[per_seed["setting"] == "fp32"]
-    for label in list(SNGAN_SETTINGS)[1:]:
-        fast = per_seed[per_seed["setting"] == label]
-        table[(f"{label}: within seed rule", "")] = [
-            seed_rule(list(fast[m]), list(fp32[m]))["verdict"] == "no difference" for m in metrics]
-    return table
+    return settings_table(per_seed, metrics)
 
 
 INVERSE_SETTINGS = {"bf16": {"precision": "bf16"}, "bf16 + channels_last": {"precision": "bf16", "channels_last": True}}
@@ -194,14 +203,10 @@ def inverse_layout(seeds=(1, 2, 3)) -> pd.DataFrame:
     """Notebook 05's ResNet-20 divide-and-conquer inverse (main data kind) in its bf16 and in bf16 +
     channels_last over ``seeds`` (not 0, the notebook's own, trained on two threads), two one-thread
     workers: PSNR / SSIM per depth on the notebook's CIFAR-10 test images, and training seconds."""
-    import concurrent.futures
-    import multiprocessing
-
     from inversion.data import cifar10
 
     jobs = [(o, s) for s in seeds for o in INVERSE_SETTINGS.values()]
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_fit_inverse, jobs))
+    in_two_processes(_fit_inverse, jobs)
     p = mini("05_zero_shot_inversion")
     model = zoo.load(p["cifar_model"], "mini")
     x = cifar10.load("test", n=p["n_test"], seed=p["seed"]).float_images()
@@ -214,12 +219,7 @@ def inverse_layout(seeds=(1, 2, 3)) -> pd.DataFrame:
             rows.append({"setting": label, "seed": s, "train_seconds": record["train_seconds"],
                          **{f"{m} {r['cut']}": r[m] for r in depth_rows for m in ("psnr", "ssim")}})
     per_seed = pd.DataFrame(rows)
-    metrics = [c for c in per_seed.columns if c not in ("setting", "seed")]
-    table = per_seed.groupby("setting", sort=False)[metrics].agg(["mean", "std"]).T.unstack()
-    base, fast = (per_seed[per_seed["setting"] == k] for k in INVERSE_SETTINGS)
-    table[("within seed rule", "")] = [seed_rule(list(fast[m]), list(base[m]))["verdict"] == "no difference"
-                                       for m in metrics]
-    return table
+    return settings_table(per_seed, [c for c in per_seed.columns if c not in ("setting", "seed")])
 
 
 def main() -> None:
