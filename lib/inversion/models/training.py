@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..precision import autocast, check as check_precision
+from ..precision import autocast, check as check_precision, eager_attention
 
 OBJECTIVES = ("standard", "label_smoothing", "mixup", "adversarial")
 TRAINING_CODE_VERSION = 3  # part of every checkpoint key: bump when training code changes results
@@ -198,6 +198,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: 
     channels_last = recipe.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format).train()
+    if torch.device(device).type == "cpu":
+        eager_attention(model)   # timm's fused attention is the slower one on a CPU (same math)
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     total = max(1, round(recipe.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
