@@ -23,6 +23,7 @@ Timings depend on the machine and its load: read ratios taken in one run, not ab
 
     .venv/bin/python scripts/benchmark.py                       # ~5-10 min on 2 cores
     .venv/bin/python scripts/benchmark.py --only pii --pii-quality
+    .venv/bin/python scripts/benchmark.py --only deepinversion --no-layout --baseline-quality
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from inversion.feedforward.losses import hinge_d_loss, hinge_g_loss
 from inversion.feedforward.train import train_step as gan_train_step
 from inversion.models import Classifier, get_spec, load
 from inversion.models.training import Recipe, batch_loss
-from inversion.precision import autocast, channels_last_during, to_memory_format
+from inversion.precision import autocast, channels_last_during, eager_attention, to_memory_format
 from inversion.zeroshot import gan as sngan
 from inversion.zeroshot.inverse import InverseChain
 from inversion.zeroshot.losses import zero_shot_loss
@@ -99,6 +100,7 @@ def zoo_case(name: str) -> Case:
     def build(precision, channels_last):
         torch.manual_seed(0)
         model = to_memory_format(Classifier(spec.build(), spec.config, name), channels_last).train()
+        eager_attention(model)   # as models.training.train does on a CPU
         g = torch.Generator().manual_seed(0)
         x = to_memory_format(torch.rand(recipe.batch_size, 3, 32, 32, generator=g), channels_last)
         y = torch.randint(0, 10, (recipe.batch_size,), generator=g)
@@ -163,7 +165,7 @@ def input_floor(model: nn.Module, batch: int, precision: str, channels_last: boo
 
 def deepinversion_case(name: str, p01: dict, steps: int = 3) -> Case:
     model, weights = classifier(name)
-    targets = torch.arange(len(p01["classes"]))
+    targets = torch.tensor(p01["classes"]).repeat(p01["images_per_class"])   # notebook 01's batch
 
     def build(precision, channels_last):
         config = ci.DeepInversionConfig(steps=steps, lr=p01["baseline_lr"], tv_weight=p01["deepdream_tv"],
@@ -403,6 +405,37 @@ def pii_per_image(threads: list[int], quality: bool, name: str = "cifar10-resnet
     return out
 
 
+def baselines_per_image(threads: int, names=("cifar10-resnet20", "cifar10-vit", "cifar10-mixer")) -> pd.DataFrame:
+    """DeepDream and DeepInversion at notebook 01's mini schedule and batch, fp32 against the
+    profile's per-family speed switch (the one its PII uses), judged by the real CIFAR ResNets
+    not inverted (cross-model top-1 with a 95% bootstrap interval over 3 seeds x the batch)."""
+    p01 = mini("01_pii_across_architectures")
+    judges = {n: classifier(n)[0] for n in ("cifar10-resnet32", "cifar10-resnet44", "cifar10-resnet56")}
+    targets = torch.tensor(p01["classes"]).repeat(p01["images_per_class"])
+    steps = p01["stages"] * p01["steps_per_stage"]
+    common = dict(steps=steps, lr=p01["baseline_lr"], tv_weight=p01["deepdream_tv"], l2_weight=p01["deepdream_l2"])
+    parts = []
+    for name in names:
+        model, _ = classifier(name)
+        family = get_spec(name).family
+        methods = {"DeepDream": ci.DeepDreamConfig(**common)}
+        if ci.BatchNormStatistics.layers(model):
+            methods["DeepInversion"] = ci.DeepInversionConfig(**common, bn_weight=p01["deepinversion_bn"])
+        modes = {}
+        for method, config in methods.items():
+            fast = ci.with_speed(config, family, p01["precision"], p01["channels_last"])
+            modes[f"{method}, fp32"] = config
+            modes[f"{method}, {fast.precision}{'+channels_last' if fast.channels_last else ''}"] = fast
+        part = pd.DataFrame(modes_side_by_side(model, modes, judges, targets, seeds=[0, 1, 2], threads=threads))
+        part["speedup_vs_fp32"] = [part["seconds_per_image"].iloc[2 * (i // 2)] / t
+                                   for i, t in enumerate(part["seconds_per_image"])]
+        part.insert(0, "inverted", name)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out.insert(2, "steps_per_image", steps)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=LOOPS, default=list(LOOPS))
@@ -415,6 +448,8 @@ def main() -> None:
                         help="the model of the per-image PII comparison (default cifar10-resnet20)")
     parser.add_argument("--pii-threads", nargs="+", type=int, default=[1, 2],
                         help="thread counts of the per-image PII comparison (default 1 2)")
+    parser.add_argument("--baseline-quality", action="store_true",
+                        help="DeepDream / DeepInversion at the mini schedule, fp32 vs the speed switch, judged")
     parser.add_argument("--out", default=str(ROOT / "data" / "benchmark"), help="folder of the CSV files")
     args = parser.parse_args()
     out = Path(args.out)
@@ -470,6 +505,11 @@ def main() -> None:
         per_image.to_csv(out / f"{stem}.csv", index=False)
         print(f"\nPII of {args.pii_model} per inverted image, modes side by side (same run)")
         print(per_image.round(3).to_string(index=False))
+    if args.baseline_quality:
+        baselines = baselines_per_image(args.threads)
+        baselines.to_csv(out / "baselines_quality.csv", index=False)
+        print(f"\nDeepDream / DeepInversion per inverted image, fp32 vs the speed switch ({args.threads} thread(s))")
+        print(baselines.round(3).to_string(index=False))
     print(f"\nwrote {out}/*.csv in {time.time() - start:.0f} s")
 
 

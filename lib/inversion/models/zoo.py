@@ -91,7 +91,7 @@ def get_spec(name: str) -> ModelSpec:
 # models in about 170 worker-minutes on two cores. Every model trains under bf16 autocast, adopted
 # where it was faster and kept test accuracy within 0.5 point of fp32 in a side-by-side run. The
 # ViTs gained only once their attention ran eager on the CPU (fused attention made bf16 slower):
-# fp32 -> bf16 took them from 1587 / 1175 s to 513 / 508 s, at 0.6185 -> 0.6183 (Fashion-Scenes)
+# fp32 -> bf16 took them from 1587 / 1175 s to 474 / 468 s, at 0.6185 -> 0.6183 (Fashion-Scenes)
 # and 0.6187 -> 0.6194 (CIFAR-10) test accuracy.
 ROBUST_EPS = 0.5
 _cnn = lambda: architectures.resnet(channels=(16, 32, 64), blocks=(2, 2, 2))  # noqa: E731
