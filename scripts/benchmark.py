@@ -1,7 +1,7 @@
 """Time every training / inversion loop of the study in fp32, bf16, channels_last and both, side by side.
 
-For each loop (zoo training step per architecture, PII step per inverted model, DeepInversion
-step, logit-GAN step, zero-shot inverse step, SNGAN step) this script imports the loop's own step
+For each loop (zoo training step per architecture, PII step per inverted model, DeepDream and
+DeepInversion step, logit-GAN step, zero-shot inverse step, SNGAN step) this script imports the loop's own step
 code, builds it at the mini profile's batch shape and prints, per precision setting:
 
 * ``step_s`` - median seconds per step, and ``speedup`` = fp32 step / this step;
@@ -163,19 +163,25 @@ def input_floor(model: nn.Module, batch: int, precision: str, channels_last: boo
     return floor
 
 
-def deepinversion_case(name: str, p01: dict, steps: int = 3) -> Case:
+def baseline_case(method: str, name: str, p01: dict, steps: int = 3) -> Case:
+    """DeepDream or DeepInversion at notebook 01's batch. Both run the same loop; DeepInversion
+    adds the BatchNorm-statistics term (moments of every BatchNorm input and their backward),
+    which is the method's own compute, not loop overhead: DeepDream's overhead is the loop's."""
     model, weights = classifier(name)
     targets = torch.tensor(p01["classes"]).repeat(p01["images_per_class"])   # notebook 01's batch
+    common = dict(steps=steps, lr=p01["baseline_lr"], tv_weight=p01["deepdream_tv"], l2_weight=p01["deepdream_l2"])
 
     def build(precision, channels_last):
-        config = ci.DeepInversionConfig(steps=steps, lr=p01["baseline_lr"], tv_weight=p01["deepdream_tv"],
-                                        l2_weight=p01["deepdream_l2"], bn_weight=p01["deepinversion_bn"],
-                                        precision=precision, channels_last=channels_last)
+        if method == "DeepInversion":
+            config = ci.DeepInversionConfig(**common, bn_weight=p01["deepinversion_bn"],
+                                            precision=precision, channels_last=channels_last)
+        else:
+            config = ci.DeepDreamConfig(**common, precision=precision, channels_last=channels_last)
 
         def step():
             ci.invert(model, targets, config, seed=0, progress=False)
         return step, input_floor(model, len(targets), precision, channels_last)
-    return Case("DeepInversion step", name, len(targets), weights, _per_step(build, steps))
+    return Case(f"{method} step", name, len(targets), weights, _per_step(build, steps))
 
 
 def logit_gan_case() -> Case:
@@ -293,7 +299,7 @@ def build_cases(only: list[str]) -> list[Case]:
     if "pii" in only:
         cases += [pii_case(n, p01) for n in p01["inverted_models"] if n != "cnn-robust"]
     if "deepinversion" in only:
-        cases.append(deepinversion_case("cifar10-resnet20", p01))
+        cases += [baseline_case(m, "cifar10-resnet20", p01) for m in ("DeepDream", "DeepInversion")]
     if "logit_gan" in only:
         cases.append(logit_gan_case())
     if "zeroshot" in only:

@@ -186,6 +186,30 @@ def test_bn_statistics_value_and_gradient_match_torch_var(channels_last):
     assert g_ref.abs().max() > 1e-3 and torch.allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bn_moments_of_a_bf16_activation_are_float32_with_a_bf16_gradient(channels_last):
+    """Under bf16 autocast BatchNorm inputs are bfloat16: the moments are still float32 (equal to
+    those of the float32 copy) and the gradient comes back in the input's dtype and layout."""
+    from inversion.class_inversion.objectives import _ChannelMoments
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(6, 5, 8, 8, generator=g) + 0.7).to(torch.bfloat16)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    mean, mean_square = _ChannelMoments.apply(x, [0, 2, 3])
+    x32 = x.detach().float().requires_grad_(True)
+    assert mean.dtype == mean_square.dtype == torch.float32
+    assert torch.allclose(mean, x32.mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(mean_square, (x32 * x32).mean((0, 2, 3)), rtol=1e-5)
+    w1, w2 = torch.randn(5, generator=g), torch.randn(5, generator=g)
+    ((mean * w1).sum() + (mean_square * w2).sum()).backward()
+    ((x32.mean((0, 2, 3)) * w1).sum() + ((x32 * x32).mean((0, 2, 3)) * w2).sum()).backward()
+    assert x.grad.dtype == torch.bfloat16
+    assert x.grad.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.allclose(x.grad.float(), x32.grad, rtol=1e-2, atol=1e-4)
+
+
 def test_total_variation_absolute_and_squared_on_a_known_image():
     from inversion.losses import total_variation
 

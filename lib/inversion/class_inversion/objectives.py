@@ -81,27 +81,30 @@ class L2Prior(Term):
 
 
 class _ChannelMoments(torch.autograd.Function):
-    """Per-channel E[x] and E[x^2] over ``dims``, with a one-expression backward.
+    """Per-channel E[x] and E[x^2] over ``dims`` in float32, with a one-expression backward.
 
-    The biased variance is then E[x^2] - E[x]^2 (float32; agrees with ``torch.var`` to float32
-    rounding on activations, tested). On a CPU this is several times faster than ``x.mean`` +
-    ``x.var`` with autograd: ``torch.var`` reduces with Welford's algorithm, and autograd adds the
-    two broadcast gradients to x's gradient one by one, slowly in channels_last. The backward here
-    returns one tensor in x's layout: d/dx = (g_mean + 2 x g_mean_square) / n (autograd passes zeros
-    for an output the loss does not use).
+    The biased variance is then E[x^2] - E[x]^2 (agrees with ``torch.var`` to float32 rounding on
+    activations, tested). On a CPU this is several times faster than ``x.mean`` + ``x.var`` with
+    autograd: ``torch.var`` reduces with Welford's algorithm, and autograd adds the two broadcast
+    gradients to x's gradient one by one, slowly in channels_last. ``x`` may be bfloat16 (under
+    autocast): the moments are still float32, and the backward returns one tensor in x's dtype and
+    layout, d/dx = (g_mean + 2 x g_mean_square) / n, without a float32 copy of x or of its gradient
+    (autograd passes zeros for an output the loss does not use).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dims: list[int]):
         ctx.save_for_backward(x)
-        return x.mean(dims), (x * x).mean(dims)
+        x32 = x.float()
+        return x32.mean(dims), (x32 * x32).mean(dims)
 
     @staticmethod
     def backward(ctx, g_mean, g_mean_square):
         (x,) = ctx.saved_tensors
         n = x.numel() // x.shape[1]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        return torch.addcmul((g_mean / n).view(shape), x, (g_mean_square * (2 / n)).view(shape)), None
+        return torch.addcmul((g_mean / n).view(shape).to(x.dtype), x,
+                             (g_mean_square * (2 / n)).view(shape).to(x.dtype)), None
 
 
 class BatchNormStatistics(Term):
@@ -138,7 +141,7 @@ class BatchNormStatistics(Term):
     def _record(self, module: _BatchNorm, inputs) -> None:
         if module is self._first:  # a new forward pass: keep only its statistics
             self._stats = []
-        x = inputs[0].float()  # under bf16 autocast the statistics are still taken in float32
+        x = inputs[0]  # bfloat16 under autocast: the moments are still float32
         dims = [0] + list(range(2, x.dim()))
         mean, mean_square = _ChannelMoments.apply(x, dims)
         self._stats.append((mean, mean_square - mean * mean, module.running_mean, module.running_var))
