@@ -462,6 +462,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     torch.set_num_threads(args.threads)
+    machine = reproduce.describe_host(reproduce.host())
+    print(f"host: {machine}", flush=True)
     cases = build_cases(args.only)
     rows = []
     for case in cases:
@@ -471,7 +473,7 @@ def main() -> None:
             fp32 = step if setting == "fp32" else fp32
             rows.append({"loop": case.loop, "model": case.model, "batch": case.batch, "weights": case.weights,
                          "setting": setting, "threads": args.threads, "step_s": step, "floor_s": floor,
-                         "speedup": fp32 / step, "overhead": step / floor})
+                         "speedup": fp32 / step, "overhead": step / floor, "host": machine})
             print(f"{case.loop:30s} {case.model:22s} {setting:20s} {step * 1e3:9.1f} ms  x{fp32 / step:.2f}"
                   f"  overhead {step / floor:.2f}", flush=True)
     table = pd.DataFrame(rows)
@@ -516,7 +518,7 @@ def main() -> None:
         baselines.to_csv(out / "baselines_quality.csv", index=False)
         print(f"\nDeepDream / DeepInversion per inverted image, fp32 vs the speed switch ({args.threads} thread(s))")
         print(baselines.round(3).to_string(index=False))
-    print(f"\nwrote {out}/*.csv in {time.time() - start:.0f} s")
+    print(f"\nwrote {out}/*.csv in {time.time() - start:.0f} s on {machine}")
 
 
 if __name__ == "__main__":

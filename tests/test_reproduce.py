@@ -107,6 +107,20 @@ def test_summary_rows(tmp_path, monkeypatch):
         assert f"| {other} | not run |" in text
 
 
+def test_summary_names_the_machines_the_times_were_measured_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "figures_dir", lambda profile: tmp_path / profile)
+    amx = {"cpu": "Xeon X", "cores": 2, "bf16_units": ["avx512_bf16", "amx_bf16"]}
+    records = {"00_model_zoo": {"status": "ok", "seconds": 1.0, "host": amx},
+               "01_pii_across_architectures": {"status": "ok", "seconds": 2.0, "host": dict(amx)},
+               "02_feedforward_inversion": {"status": "ok", "seconds": 3.0}}
+    text = reproduce.write_summary("smoke", records).read_text()
+    assert ("Measured on: Xeon X, 2 cores, bf16 units: avx512_bf16, amx_bf16 "
+            "(1 older row(s) do not record theirs).") in text
+    assert reproduce.describe_host({"cpu": "EPYC", "cores": 2, "bf16_units": []}) == "EPYC, 2 cores, bf16 units: none"
+    here = reproduce.host()
+    assert here["cpu"] and here["cores"] >= 1 and set(here["bf16_units"]) <= {"avx512_bf16", "amx_bf16"}
+
+
 def test_peak_memory_prefers_cuda_and_the_largest_process():
     assert reproduce.peak_memory({}) == ""
     assert reproduce.peak_memory({"memory": {"max_rss_mb": 100.0, "children_max_rss_mb": 2048.0}}) == "2.00 GiB RSS"

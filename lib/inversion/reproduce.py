@@ -216,6 +216,45 @@ def code_version() -> dict:
     return {"commit": commit or None, "dirty": dirty if commit else None}
 
 
+def host() -> dict:
+    """The machine a run was timed on: CPU model, cores this process may use, the CPU's bfloat16
+    units (``avx512_bf16``, ``amx_bf16``: what bf16 autocast runs on) and the GPU, if any.
+
+    Wall times of the same code differ by 2x between hosts (an AMX CPU runs bf16 convolutions and
+    matmuls much faster than one with AVX-512 BF16 alone), so every run and benchmark records it.
+    """
+    import platform
+
+    model, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and model is None:
+                model = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:   # not Linux
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    out = {"cpu": model or platform.processor() or platform.machine(), "cores": cores,
+           "bf16_units": [f for f in ("avx512_bf16", "amx_bf16") if f in flags]}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["gpu"] = torch.cuda.get_device_name()
+    except ImportError:
+        pass
+    return out
+
+
+def describe_host(info: dict) -> str:
+    """One line for :func:`host`'s record, e.g. ``Intel(R) Xeon(R) Processor, 2 cores, bf16 units: amx_bf16``."""
+    units = ", ".join(info.get("bf16_units") or []) or "none"
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    return f"{info.get('cpu') or '?'}, {info.get('cores', '?')} cores, bf16 units: {units}{gpu}"
+
+
 # Runs inside every notebook's kernel (an IPython startup file; it changes no result): after each
 # cell, the kernel's peak memory so far goes to $INVERSION_RUN_STATS -- RSS of the kernel and of its largest finished child
 # process (the zoo trains in worker processes), and torch.cuda.max_memory_allocated once CUDA is used.
@@ -268,7 +307,7 @@ def run_notebook(name: str, path: Path, profile: str, log_dir: Path, overrides: 
     log_dir.mkdir(parents=True, exist_ok=True)
     out = log_dir / f"{name}.ipynb"
     start = time.time()
-    record = {"notebook": name, "profile": profile, **code_version()}
+    record = {"notebook": name, "profile": profile, **code_version(), "host": host()}
     if overrides:
         record["overrides"] = overrides
     with tempfile.TemporaryDirectory(prefix="inversion-ipython-") as tmp:
@@ -495,7 +534,7 @@ def write_summary(profile: str, records: dict[str, dict]) -> Path:
              "its executed copy (outputs included).", "",
              "| notebook | status | wall time | peak memory | code | headline metrics | figures |",
              "|---|---|---|---|---|---|---|"]
-    total = 0.0
+    total, shown_records = 0.0, []
     for name in notebooks():
         run_file = root / name / "run.json"
         record = records.get(name) or (json.loads(run_file.read_text()) if run_file.is_file() else None)
@@ -512,7 +551,13 @@ def write_summary(profile: str, records: dict[str, dict]) -> Path:
         lines.append(f"| {title} | {status} | {record['seconds']:.0f} s | {peak_memory(record)} | {code} "
                      f"| {shown} | {figures} |")
         total += record["seconds"]
+        shown_records.append(record)
     lines += ["", f"Total wall time of the notebooks listed: {total / 60:.1f} min.", ""]
+    hosts = sorted({describe_host(r["host"]) for r in shown_records if r.get("host")})
+    unknown = sum(not r.get("host") for r in shown_records)
+    if hosts:   # wall times depend on the machine: say which one(s) they were measured on
+        older = f" ({unknown} older row(s) do not record theirs)" if unknown else ""
+        lines += [f"Measured on: {'; '.join(hosts)}{older}.", ""]
     for name in notebooks():
         lines += targets_section(root / name / TARGETS_TABLE, name)
     path = root / "SUMMARY.md"
