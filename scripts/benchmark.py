@@ -21,7 +21,7 @@ Trained zoo models are used where ``make zoo`` has cached them, randomly initial
 otherwise (timings do not depend on the weights); the real CIFAR-10 ResNets are always real.
 Timings depend on the machine and its load: read ratios taken in one run, not absolute seconds.
 
-    .venv/bin/python scripts/benchmark.py                       # ~5-10 min on 2 cores
+    .venv/bin/python scripts/benchmark.py                       # 2-4 min on 2 cores
     .venv/bin/python scripts/benchmark.py --only pii --pii-quality
     .venv/bin/python scripts/benchmark.py --only deepinversion --no-layout --baseline-quality
 """
