@@ -1,8 +1,8 @@
 """Time every training / inversion loop of the study in fp32, bf16, channels_last and both, side by side.
 
 For each loop (zoo training step per architecture, PII step per inverted model, DeepDream and
-DeepInversion step, logit-GAN step, zero-shot inverse step, SNGAN step) this script imports the loop's own step
-code, builds it at the mini profile's batch shape and prints, per precision setting:
+DeepInversion step, logit-GAN step, zero-shot inverse step, SNGAN step) this script imports the
+loop's own step code, builds it at the mini profile's batch shape and prints, per precision setting:
 
 * ``step_s`` - median seconds per step, and ``speedup`` = fp32 step / this step;
 * ``floor_s`` - median seconds of the bare forward + backward of the same model(s) and batch in the
@@ -170,13 +170,11 @@ def baseline_case(method: str, name: str, p01: dict, steps: int = 3) -> Case:
     model, weights = classifier(name)
     targets = torch.tensor(p01["classes"]).repeat(p01["images_per_class"])   # notebook 01's batch
     common = dict(steps=steps, lr=p01["baseline_lr"], tv_weight=p01["deepdream_tv"], l2_weight=p01["deepdream_l2"])
+    cls, extra = ((ci.DeepInversionConfig, {"bn_weight": p01["deepinversion_bn"]}) if method == "DeepInversion"
+                  else (ci.DeepDreamConfig, {}))
 
     def build(precision, channels_last):
-        if method == "DeepInversion":
-            config = ci.DeepInversionConfig(**common, bn_weight=p01["deepinversion_bn"],
-                                            precision=precision, channels_last=channels_last)
-        else:
-            config = ci.DeepDreamConfig(**common, precision=precision, channels_last=channels_last)
+        config = cls(**common, **extra, precision=precision, channels_last=channels_last)
 
         def step():
             ci.invert(model, targets, config, seed=0, progress=False)
