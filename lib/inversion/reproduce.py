@@ -534,7 +534,7 @@ def write_summary(profile: str, records: dict[str, dict]) -> Path:
              "its executed copy (outputs included).", "",
              "| notebook | status | wall time | peak memory | code | headline metrics | figures |",
              "|---|---|---|---|---|---|---|"]
-    total, shown_records = 0.0, []
+    shown_records = []
     for name in notebooks():
         run_file = root / name / "run.json"
         record = records.get(name) or (json.loads(run_file.read_text()) if run_file.is_file() else None)
@@ -550,8 +550,8 @@ def write_summary(profile: str, records: dict[str, dict]) -> Path:
         title = f"[{name}]({name}/{name}.ipynb)" if (root / name / f"{name}.ipynb").is_file() else name
         lines.append(f"| {title} | {status} | {record['seconds']:.0f} s | {peak_memory(record)} | {code} "
                      f"| {shown} | {figures} |")
-        total += record["seconds"]
         shown_records.append(record)
+    total = sum(r["seconds"] for r in shown_records)
     lines += ["", f"Total wall time of the notebooks listed: {total / 60:.1f} min.", ""]
     hosts = sorted({describe_host(r["host"]) for r in shown_records if r.get("host")})
     unknown = sum(not r.get("host") for r in shown_records)

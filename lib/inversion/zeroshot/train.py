@@ -137,9 +137,14 @@ def build_inverse(shapes, config: InverseConfig) -> nn.Module:
     return InverseChain(shapes, config.width_mult, config.inverse_depth, config.inverse_norm)
 
 
-def weights_hash(module: nn.Module) -> str:
+def weights_hash(module: nn.Module, exclude: tuple[str, ...] = ()) -> str:
+    """Short sha256 of a module's state (names and values), leaving out entries whose name ends with
+    one of ``exclude`` (e.g. spectral norm's power-iteration vectors ``("._u", "._v")``, whose initial
+    iterations round differently on different CPUs)."""
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        if exclude and name.endswith(exclude):
+            continue
         h.update(name.encode())
         if tensor.is_meta:           # no data on the meta device (shape checks): hash the shape only
             h.update(str(tuple(tensor.shape)).encode())
